@@ -1,6 +1,7 @@
 """Project settings: Kedro reads this module when a session starts."""
 
 from kedro.config import OmegaConfigLoader
+from omegaconf.resolvers import oc
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -11,4 +12,6 @@ CONFIG_LOADER_ARGS = {
         "catalog": ["catalog*", "catalog*/**", "**/catalog*"],
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
     },
+    # Environment variables in any config file, e.g. ${oc.env:CXR_MIRROR_URL,http://127.0.0.1:8000}
+    "custom_resolvers": {"oc.env": oc.env},
 }
