@@ -12,6 +12,8 @@ CONFIG_LOADER_ARGS = {
         "catalog": ["catalog*", "catalog*/**", "**/catalog*"],
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
     },
+    # conf/mirror and others override single keys of conf/base instead of whole top-level blocks.
+    "merge_strategy": {"parameters": "soft"},
     # Environment variables in any config file, e.g. ${oc.env:CXR_MIRROR_URL,http://127.0.0.1:8000}
     "custom_resolvers": {"oc.env": oc.env},
 }
