@@ -1,0 +1,248 @@
+"""Adapters for the NLM tuberculosis sets: Montgomery County (with lung masks) and Shenzhen.
+
+Both ship as one zip archive with ``CXR_png/`` images named ``<SET>_<nnnn>_<0|1>.png`` (``_0``
+normal, ``_1`` tuberculosis) and one ``ClinicalReadings/<stem>.txt`` per image holding sex, age
+and the radiologist's reading. Montgomery adds ``ManualMask/{leftMask,rightMask}/<stem>.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from covid_cxnet_pipeline.sources.base import (
+    CANDIDATE_COLUMNS,
+    MASK_CANDIDATE_COLUMNS,
+    SourceAdapter,
+    register,
+)
+from covid_cxnet_pipeline.sources.protocol import SourceClient
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
+# "MCUCXR_0001_0" / "CHNCXR_0327_1": the last digit is the NLM's TB label.
+_STEM = re.compile(r"^(?P<patient>[A-Za-z]+_\d+)_(?P<tb>[01])$")
+# Montgomery: "Patient's Age: 027Y"; Shenzhen: "male 35yrs", "male 16month", "female 64days".
+_AGE = re.compile(
+    r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>years?|yrs?|y|months?|mo|m|weeks?|w|days?|d)\b",
+    re.IGNORECASE,
+)
+_UNIT_YEARS = {"y": 1.0, "m": 1.0 / 12.0, "w": 7.0 / 365.25, "d": 1.0 / 365.25}
+_MONTGOMERY_FIELD = re.compile(r"^\s*patient'?s\s+(?P<field>sex|age)\s*:\s*(?P<value>.*)$", re.I)
+# Shenzhen's first line starts with the sex, sometimes misspelt ("femal").
+_SHENZHEN_SEX = re.compile(r"^\s*(?P<sex>(?:fe?)?male?|f|m)\b", re.IGNORECASE)
+
+
+def parse_age_years(text: str) -> float:
+    """Age in years from an NLM reading fragment such as ``"045Y"`` or ``"male 16month"``.
+
+    Args:
+        text: the fragment holding the age (DICOM ``nnnY/M/W/D`` or ``35yrs``-style).
+
+    Returns:
+        The age in years, NaN when no age is found.
+    """
+    match = _AGE.search(text or "")
+    if not match:
+        return float("nan")
+    unit = match["unit"].lower()
+    factor = _UNIT_YEARS["m"] if unit.startswith("mo") else _UNIT_YEARS[unit[0]]
+    return float(match["value"]) * factor
+
+
+def parse_clinical_reading(text: str) -> dict[str, Any]:
+    """Sex, age and finding text from one ``ClinicalReadings/<stem>.txt`` file.
+
+    Montgomery files start with ``Patient's Sex: M`` and ``Patient's Age: 045Y`` lines;
+    Shenzhen files start with ``male 45yrs``. Every other non-empty line is the reading.
+
+    Args:
+        text: the file's content.
+
+    Returns:
+        ``{"sex": "M"|"F"|"", "age": float (NaN when unknown), "reading": str}``.
+    """
+    sex, age, reading = "", float("nan"), []
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        field = _MONTGOMERY_FIELD.match(line)
+        if field:
+            value = field["value"].strip()
+            if field["field"].lower() == "sex":
+                sex = value[:1].upper() if value[:1].upper() in ("M", "F") else ""
+            else:
+                age = parse_age_years(value)
+            continue
+        first = _SHENZHEN_SEX.match(line) if index == 0 else None
+        if first:
+            sex = first["sex"][0].upper()
+            age_match = _AGE.search(line)
+            age = parse_age_years(line)
+            # A few readings continue on the sex/age line ("male 35yrs PTB ...").
+            rest = line[age_match.end() :].strip() if age_match else line[first.end() :].strip()
+            if rest:
+                reading.append(rest)
+            continue
+        reading.append(line)
+    return {"sex": sex, "age": age, "reading": " ".join(reading)}
+
+
+def archive_images(root: Path, folder: str) -> dict[str, str]:
+    """Image files inside every ``<folder>/`` directory of an extracted archive.
+
+    Symbolic links, hidden files and macOS resource forks (``__MACOSX``, ``._*``) are skipped.
+
+    Args:
+        root: the extracted archive.
+        folder: the directory name holding the images (e.g. ``"CXR_png"``).
+
+    Returns:
+        Stem (file name without extension) -> member path relative to ``root`` (POSIX).
+    """
+    found: dict[str, str] = {}
+    for directory, subdirs, files in os.walk(root, followlinks=False):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith((".", "__MACOSX")))
+        if Path(directory).name != folder:
+            continue
+        for name in sorted(files):
+            path = Path(directory, name)
+            if name.startswith(".") or path.is_symlink() or not path.is_file():
+                continue
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                found.setdefault(path.stem, path.relative_to(root).as_posix())
+    return found
+
+
+def archive_url(client: SourceClient, archive: str) -> str:
+    """The absolute URL of an archive given as a URL or as a path under the source's base URL."""
+    return archive if archive.startswith(("http://", "https://")) else client.url(archive)
+
+
+@register
+class NlmTuberculosisAdapter(SourceAdapter):
+    """NLM Montgomery County and Shenzhen Hospital chest X-ray sets (tuberculosis screening).
+
+    Source: U.S. National Library of Medicine, Lister Hill National Center for Biomedical
+    Communications, "Tuberculosis Chest X-ray Datasets" (``MontgomerySet.zip``,
+    ``ChinaSet_AllFiles.zip``).
+    Citation: Jaeger S, Candemir S, Antani S, Wáng YX, Lu PX, Thoma G. Two public chest X-ray
+    datasets for computer-aided screening of pulmonary diseases. Quant Imaging Med Surg
+    2014;4(6):475-477. Lung masks: Candemir S et al., IEEE TMI 2014;33(2):577-590.
+    Licence: released by the NLM for research and education, with attribution (the readme
+    asks users to cite the papers above and not to redistribute outside the research group).
+    Labels: ``_0`` -> normal, ``_1`` (tuberculosis) -> other; the reading text is the finding.
+
+    Config keys (``ingest.sources.<id>``): ``archive`` (URL, or path under ``base_url``),
+    ``view`` (the view the collection documents, default ``""``).
+    """
+
+    source_ids: ClassVar[tuple[str, ...]] = ("montgomery", "shenzhen")
+    citation: ClassVar[str] = (
+        "Jaeger S et al. Two public chest X-ray datasets for computer-aided screening of "
+        "pulmonary diseases. Quant Imaging Med Surg 2014;4(6):475-477."
+    )
+    license: ClassVar[str] = "NLM research use with attribution (no redistribution)"
+
+    def _archive_root(self, client: SourceClient) -> tuple[str, Path]:
+        archive = self.config.get("archive")
+        if not archive:
+            raise ValueError(
+                f"{self.source_id}: set ingest.sources.{self.source_id}.archive to the NLM zip "
+                "(a URL or a path under base_url)"
+            )
+        return archive_url(client, archive), client.fetch_archive(archive)
+
+    def list_images(self, client: SourceClient) -> pd.DataFrame:
+        """One row per ``CXR_png/`` image, joined with its clinical reading."""
+        url, root = self._archive_root(client)
+        images = archive_images(root, "CXR_png")
+        if not images:
+            raise ValueError(
+                f"{self.source_id}: no CXR_png/ images in {url}; expected the NLM layout "
+                "(CXR_png/, ClinicalReadings/). Check ingest.sources."
+                f"{self.source_id}.archive"
+            )
+        rows = []
+        for stem, member in sorted(images.items()):
+            match = _STEM.match(stem)
+            if not match:
+                logger.warning("%s: skipping %s (name not <SET>_<nnnn>_<0|1>)", url, member)
+                continue
+            reading = self._reading(root, member, stem)
+            tuberculosis = match["tb"] == "1"
+            rows.append(
+                {
+                    "image_id": f"{self.source_id}:{member}",
+                    "source_id": self.source_id,
+                    "covid_source": "not_covid_source",
+                    "url": f"{url}#{member}",
+                    "upstream_path": member,
+                    "patient_id": match["patient"],
+                    "age": reading["age"],
+                    "sex": reading["sex"],
+                    "view": str(self.config.get("view") or ""),
+                    "label": "other" if tuberculosis else "normal",
+                    "finding": reading["reading"] or ("tuberculosis" if tuberculosis else "normal"),
+                    "license": self.license,
+                    "is_pediatric_flag": False,
+                    "flags": "tuberculosis" if tuberculosis else "",
+                    "local_path": str(root / member),
+                }
+            )
+        logger.info("%s: %d images listed from %s", self.source_id, len(rows), url)
+        return candidate_frame(rows, CANDIDATE_COLUMNS)
+
+    def list_masks(self, client: SourceClient, images: pd.DataFrame) -> pd.DataFrame:
+        """Left and right lung masks from ``ManualMask/`` (Montgomery only), full image size."""
+        url, root = self._archive_root(client)
+        sides = {"left_lung": archive_images(root, "leftMask")}
+        sides["right_lung"] = archive_images(root, "rightMask")
+        rows = []
+        for image_id, member in zip(images["image_id"], images["upstream_path"], strict=True):
+            stem = PurePosixPath(member).stem
+            for structure, masks in sides.items():
+                if stem not in masks:
+                    continue
+                rows.append(
+                    {
+                        "image_id": image_id,
+                        "source_id": self.source_id,
+                        "structure": structure,
+                        "url": f"{url}#{masks[stem]}",
+                        "offset_top": 0,
+                        "offset_left": 0,
+                        "scale_to_image": False,
+                        "local_path": str(root / masks[stem]),
+                    }
+                )
+        logger.info("%s: %d lung masks listed", self.source_id, len(rows))
+        return candidate_frame(rows, MASK_CANDIDATE_COLUMNS)
+
+    def _reading(self, root: Path, member: str, stem: str) -> dict[str, Any]:
+        # ClinicalReadings/ sits beside CXR_png/ in both archives.
+        readings = root / PurePosixPath(member).parent.parent / "ClinicalReadings"
+        path = readings / f"{stem}.txt"
+        if not path.is_file() or path.is_symlink():
+            logger.warning("%s: no clinical reading for %s", self.source_id, member)
+            return {"sex": "", "age": float("nan"), "reading": ""}
+        return parse_clinical_reading(path.read_text(encoding="utf-8", errors="replace"))
+
+
+def candidate_frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    """A table with exactly ``columns`` from row dicts (typed ``age`` and flag columns)."""
+    frame = pd.DataFrame(rows, columns=list(columns))
+    if "age" in frame:
+        frame["age"] = frame["age"].astype(float)
+    for column in ("is_pediatric_flag", "scale_to_image"):
+        if column in frame:
+            frame[column] = frame[column].astype(bool)
+    for column in ("offset_top", "offset_left"):
+        if column in frame:
+            frame[column] = frame[column].astype(int)
+    return frame
