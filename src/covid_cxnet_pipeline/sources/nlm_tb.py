@@ -15,17 +15,18 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from covid_cxnet_pipeline.sources.base import (
-    CANDIDATE_COLUMNS,
-    MASK_CANDIDATE_COLUMNS,
-    SourceAdapter,
-    register,
+from covid_cxnet_pipeline.sources.attribution import NOT_COVID_SOURCE
+from covid_cxnet_pipeline.sources.base import SourceAdapter, register
+from covid_cxnet_pipeline.sources.candidates import (
+    candidate_frame,
+    candidate_row,
+    is_image_path,
+    mask_frame,
 )
 from covid_cxnet_pipeline.sources.protocol import SourceClient
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
 # "MCUCXR_0001_0" / "CHNCXR_0327_1": the last digit is the NLM's TB label.
 _STEM = re.compile(r"^(?P<patient>[A-Za-z]+_\d+)_(?P<tb>[01])$")
 # Montgomery: "Patient's Age: 027Y"; Shenzhen: "male 35yrs", "male 16month", "female 64days".
@@ -93,30 +94,32 @@ def parse_clinical_reading(text: str) -> dict[str, Any]:
     return {"sex": sex, "age": age, "reading": " ".join(reading)}
 
 
-def archive_images(root: Path, folder: str) -> dict[str, str]:
-    """Image files inside every ``<folder>/`` directory of an extracted archive.
+def archive_images(root: Path, folder: str | None = None) -> list[str]:
+    """Image files of an extracted archive, as sorted member paths relative to ``root``.
 
-    Symbolic links, hidden files and macOS resource forks (``__MACOSX``, ``._*``) are skipped.
+    Symbolic links, hidden files and macOS resource forks (``__MACOSX/``, ``._*``) are skipped:
+    archives built on a Mac carry a ``._<name>`` twin of every image.
 
     Args:
-        root: the extracted archive.
-        folder: the directory name holding the images (e.g. ``"CXR_png"``).
+        root: the folder ``SourceClient.fetch_archive`` returned.
+        folder: keep only files whose parent directory has this name (e.g. ``"CXR_png"``).
 
     Returns:
-        Stem (file name without extension) -> member path relative to ``root`` (POSIX).
+        POSIX member paths such as ``"MontgomerySet/CXR_png/MCUCXR_0001_0.png"``.
     """
-    found: dict[str, str] = {}
+    found = []
     for directory, subdirs, files in os.walk(root, followlinks=False):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith((".", "__MACOSX")))
-        if Path(directory).name != folder:
+        subdirs[:] = [d for d in subdirs if not d.startswith((".", "__MACOSX"))]
+        if folder is not None and Path(directory).name != folder:
             continue
-        for name in sorted(files):
+        for name in files:
             path = Path(directory, name)
             if name.startswith(".") or path.is_symlink() or not path.is_file():
                 continue
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                found.setdefault(path.stem, path.relative_to(root).as_posix())
-    return found
+            member = path.relative_to(root).as_posix()
+            if is_image_path(member):
+                found.append(member)
+    return sorted(found)
 
 
 def archive_url(client: SourceClient, archive: str) -> str:
@@ -161,7 +164,7 @@ class NlmTuberculosisAdapter(SourceAdapter):
     def list_images(self, client: SourceClient) -> pd.DataFrame:
         """One row per ``CXR_png/`` image, joined with its clinical reading."""
         url, root = self._archive_root(client)
-        images = archive_images(root, "CXR_png")
+        images = {PurePosixPath(member).stem: member for member in archive_images(root, "CXR_png")}
         if not images:
             raise ValueError(
                 f"{self.source_id}: no CXR_png/ images in {url}; expected the NLM layout "
@@ -176,33 +179,32 @@ class NlmTuberculosisAdapter(SourceAdapter):
                 continue
             reading = self._reading(root, member, stem)
             tuberculosis = match["tb"] == "1"
-            rows.append(
-                {
-                    "image_id": f"{self.source_id}:{member}",
-                    "source_id": self.source_id,
-                    "covid_source": "not_covid_source",
-                    "url": f"{url}#{member}",
-                    "upstream_path": member,
-                    "patient_id": match["patient"],
-                    "age": reading["age"],
-                    "sex": reading["sex"],
-                    "view": str(self.config.get("view") or ""),
-                    "label": "other" if tuberculosis else "normal",
-                    "finding": reading["reading"] or ("tuberculosis" if tuberculosis else "normal"),
-                    "license": self.license,
-                    "is_pediatric_flag": False,
-                    "flags": "tuberculosis" if tuberculosis else "",
-                    "local_path": str(root / member),
-                }
+            row = candidate_row(
+                self.source_id,
+                member,
+                client,
+                covid_source=NOT_COVID_SOURCE,
+                label="other" if tuberculosis else "normal",
+                patient_id=match["patient"],
+                age=reading["age"],
+                sex=reading["sex"],
+                view=str(self.config.get("view") or ""),
+                finding=reading["reading"] or ("tuberculosis" if tuberculosis else "normal"),
+                license=str(self.config.get("license") or self.license),
+                flags=["tuberculosis"] if tuberculosis else [],
+                local_path=str(root / member),
             )
+            rows.append(row | {"url": f"{url}#{member}"})
         logger.info("%s: %d images listed from %s", self.source_id, len(rows), url)
-        return candidate_frame(rows, CANDIDATE_COLUMNS)
+        return candidate_frame(rows)
 
     def list_masks(self, client: SourceClient, images: pd.DataFrame) -> pd.DataFrame:
         """Left and right lung masks from ``ManualMask/`` (Montgomery only), full image size."""
         url, root = self._archive_root(client)
-        sides = {"left_lung": archive_images(root, "leftMask")}
-        sides["right_lung"] = archive_images(root, "rightMask")
+        sides = {
+            structure: {PurePosixPath(m).stem: m for m in archive_images(root, side)}
+            for structure, side in (("left_lung", "leftMask"), ("right_lung", "rightMask"))
+        }
         rows = []
         for image_id, member in zip(images["image_id"], images["upstream_path"], strict=True):
             stem = PurePosixPath(member).stem
@@ -222,7 +224,7 @@ class NlmTuberculosisAdapter(SourceAdapter):
                     }
                 )
         logger.info("%s: %d lung masks listed", self.source_id, len(rows))
-        return candidate_frame(rows, MASK_CANDIDATE_COLUMNS)
+        return mask_frame(rows)
 
     def _reading(self, root: Path, member: str, stem: str) -> dict[str, Any]:
         # ClinicalReadings/ sits beside CXR_png/ in both archives.
@@ -232,17 +234,3 @@ class NlmTuberculosisAdapter(SourceAdapter):
             logger.warning("%s: no clinical reading for %s", self.source_id, member)
             return {"sex": "", "age": float("nan"), "reading": ""}
         return parse_clinical_reading(path.read_text(encoding="utf-8", errors="replace"))
-
-
-def candidate_frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
-    """A table with exactly ``columns`` from row dicts (typed ``age`` and flag columns)."""
-    frame = pd.DataFrame(rows, columns=list(columns))
-    if "age" in frame:
-        frame["age"] = frame["age"].astype(float)
-    for column in ("is_pediatric_flag", "scale_to_image"):
-        if column in frame:
-            frame[column] = frame[column].astype(bool)
-    for column in ("offset_top", "offset_left"):
-        if column in frame:
-            frame[column] = frame[column].astype(int)
-    return frame
