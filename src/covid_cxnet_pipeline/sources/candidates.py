@@ -10,7 +10,7 @@ import gzip
 import io
 import logging
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -210,3 +210,23 @@ def mask_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.astype(
         {"offset_top": int, "offset_left": int, "scale_to_image": bool}
     ).reset_index(drop=True)
+
+
+def setting(config: Mapping[str, Any], source_id: str, key: str) -> Any:
+    """A required key of the ``ingest.sources.<source_id>`` block.
+
+    Raises:
+        KeyError: the key is absent, naming the parameter to add.
+    """
+    try:
+        return config[key]
+    except KeyError:
+        raise KeyError(
+            f"ingest.sources.{source_id}.{key} is not set: add it to conf/base/parameters_ingest.yml"
+        ) from None
+
+
+def folder(path: str) -> str:
+    """A configured folder as a relative prefix ending with "/" ("" for the source root)."""
+    cleaned = path.strip().strip("/")
+    return f"{cleaned}/" if cleaned else ""
