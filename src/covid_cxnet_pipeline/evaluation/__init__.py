@@ -1,0 +1,1 @@
+"""Evaluation library: metrics, bootstrap CIs, thresholds, plots, localisation, LIME, reports."""
