@@ -1,0 +1,1 @@
+"""Curation: harmonise the raw index, filter, de-duplicate, group patients and split."""
