@@ -1,0 +1,60 @@
+"""Markdown report assembly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from covid_cxnet_pipeline.evaluation.report import build_markdown_report, markdown_table
+
+
+def _inputs():
+    metrics = pd.DataFrame({"metric": ["accuracy", "macro_f1"], "value": [0.91234, np.nan]})
+    ci = pd.DataFrame(
+        {
+            "metric": ["accuracy"],
+            "estimate": [0.91234],
+            "ci_lower": [0.88],
+            "ci_upper": [0.94],
+            "n_valid": [1000],
+            "n_resamples": [1000],
+        }
+    )
+    return metrics, ci
+
+
+def test_report_holds_metrics_intervals_and_image_links():
+    metrics, ci = _inputs()
+    text = build_markdown_report(
+        "COVID-CXNet binary, test split",
+        metrics,
+        ci,
+        figures={"ROC curves": "figures/roc.png", "Confusion matrix": "figures/confusion.png"},
+        heatmap_grids={"Grad-CAM covid": "grids/gradcam covid.png"},
+        notes=["threshold: youden on validation", "data: model_input_index 2026-11-29"],
+        tables={"Localisation": pd.DataFrame({"label": ["covid"], "mean": [0.8]})},
+    )
+    assert text.startswith("# COVID-CXNet binary, test split\n")
+    assert "| accuracy | 0.912 |" in text
+    assert "| macro_f1 | n/a |" in text
+    assert "0.912 [0.880, 0.940]" in text
+    assert "![ROC curves](figures/roc.png)" in text
+    assert "![Confusion matrix](figures/confusion.png)" in text
+    assert "![Grad-CAM covid](grids/gradcam%20covid.png)" in text
+    assert "- threshold: youden on validation" in text
+    assert "## Localisation" in text
+    assert "| covid | 0.800 |" in text
+    assert text.endswith("\n")
+
+
+def test_absolute_image_paths_are_rejected():
+    metrics, _ = _inputs()
+    with pytest.raises(ValueError, match="relative"):
+        build_markdown_report("r", metrics, figures={"roc": "/tmp/roc.png"})
+
+
+def test_markdown_table_alignment_and_escaping():
+    table = markdown_table(pd.DataFrame({"name": ["a|b"], "n": [3]}))
+    assert table.splitlines() == ["| name | n |", "| --- | ---: |", "| a\\|b | 3 |"]
+    assert markdown_table(pd.DataFrame()) == "_(empty)_"
