@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from lime import lime_image
 
 from covid_cxnet_pipeline.evaluation.explain_lime import (
     explain_with_lime,
@@ -52,12 +53,15 @@ def test_explanation_favours_the_half_the_model_reads(image, side):
     assert result.overlay.dtype == np.uint8
 
 
-def test_same_seed_same_explanation(image):
+def test_same_seed_same_explanation_and_no_progress_bar(image, capsys):
     kwargs = {"num_samples": 40, "seed": 3, "segmentation": "grid", "label": 1}
+    progress = lime_image.tqdm
     first = explain_with_lime(image, _half_brightness_model("left"), **kwargs)
     again = explain_with_lime(image, _half_brightness_model("left"), **kwargs)
     assert np.array_equal(first.mask, again.mask)
     assert first.weights == again.weights
+    assert "it/s" not in capsys.readouterr().err
+    assert lime_image.tqdm is progress  # lime's own progress bar is put back
 
 
 def test_scikit_image_segmentation_and_float_multiclass_input(image):

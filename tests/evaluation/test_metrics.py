@@ -171,6 +171,7 @@ def test_per_class_table_and_tidy_metrics():
         ([0, 1], [0.2, np.nan], None, "NaN"),
         ([0, 1], [0.2, 0.7], ["a", "b", "c"], "class_names"),
         ([0.5, 1], [0.2, 0.7], None, "integer"),
+        (["covid", "normal"], [0.2, 0.7], None, "integer"),
     ],
 )
 def test_bad_inputs_are_rejected(y_true, y_prob, names, message):

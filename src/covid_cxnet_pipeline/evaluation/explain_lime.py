@@ -7,12 +7,14 @@ its explanation.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from lime import lime_image
 from lime.lime_image import LimeImageExplainer
 from lime.wrappers.scikit_image import SegmentationAlgorithm
 from skimage.segmentation import mark_boundaries
@@ -120,6 +122,20 @@ def lime_overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.clip(np.round(outlined * 255.0), 0, 255).astype(np.uint8)
 
 
+@contextlib.contextmanager
+def _lime_progress(show: bool) -> Iterator[None]:
+    """Silence lime's per-image tqdm bar (lime 0.2 has no switch) unless asked for."""
+    if show:
+        yield
+        return
+    original = lime_image.tqdm
+    lime_image.tqdm = lambda iterable, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        lime_image.tqdm = original
+
+
 def explain_with_lime(
     image: np.ndarray,
     predict_fn: Callable[[np.ndarray], np.ndarray],
@@ -133,6 +149,7 @@ def explain_with_lime(
     batch_size: int = 16,
     positive_only: bool = True,
     hide_color: float | None = 0.0,
+    show_progress: bool = False,
 ) -> LimeExplanation:
     """Explain one prediction with LIME.
 
@@ -151,6 +168,7 @@ def explain_with_lime(
         hide_color: value a switched-off superpixel is filled with; None fills it with its own
             mean colour (LIME's default), which a model that reads mean intensity cannot see,
             so the default is black (0).
+        show_progress: show lime's progress bar over the perturbed samples.
 
     Returns:
         The ``LimeExplanation``.
@@ -170,17 +188,18 @@ def explain_with_lime(
     if label is None:
         label = int(np.argmax(classifier_fn(pixels[None])[0]))
     explainer = LimeImageExplainer(random_state=seed)
-    explanation = explainer.explain_instance(
-        pixels,
-        classifier_fn,
-        labels=(label,),
-        hide_color=hide_color,
-        top_labels=None,
-        num_samples=num_samples,
-        batch_size=batch_size,
-        segmentation_fn=make_segmentation_fn(segmentation, segmentation_params, seed),
-        random_seed=seed,
-    )
+    with _lime_progress(show_progress):
+        explanation = explainer.explain_instance(
+            pixels,
+            classifier_fn,
+            labels=(label,),
+            hide_color=hide_color,
+            top_labels=None,
+            num_samples=num_samples,
+            batch_size=batch_size,
+            segmentation_fn=make_segmentation_fn(segmentation, segmentation_params, seed),
+            random_seed=seed,
+        )
     _, mask = explanation.get_image_and_mask(
         label, positive_only=positive_only, num_features=num_features, hide_rest=False
     )

@@ -16,8 +16,8 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-# Keeps one weight matrix chunk near 8M floats (64 MB) whatever the split size.
-_MAX_WEIGHT_CELLS = 8_000_000
+# Keeps one weight matrix chunk near 2M floats (16 MB; a few live at once) whatever the split size.
+_MAX_WEIGHT_CELLS = 2_000_000
 
 
 class UndefinedMetricWarning(UserWarning):
@@ -93,7 +93,9 @@ def validate_labels(
         raise ValueError(
             f"y_true must be a vector of {n_samples} class indices; got {labels.shape}"
         )
-    if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
+    if labels.dtype.kind not in "biuf" or (
+        labels.size and not np.all(np.equal(np.mod(labels, 1), 0))
+    ):
         raise ValueError("y_true must hold integer class indices, not probabilities or names")
     labels = labels.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
