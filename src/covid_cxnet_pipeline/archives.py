@@ -1,0 +1,218 @@
+"""Safe, cached extraction of zip and tar(.gz) archives from untrusted upstreams.
+
+Member names are untrusted: absolute paths, ``..`` components, links and special files are
+refused (zip-slip, tar symlink tricks), and the total uncompressed size is capped while bytes are
+written, not only from headers that may lie. Extraction goes to a temporary folder renamed into
+place, so a folder named after the archive's sha256 exists only once complete.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from covid_cxnet_pipeline.download import sha256_file
+
+logger = logging.getLogger(__name__)
+
+_COPY_CHUNK = 1 << 20
+
+
+class ArchiveError(ValueError):
+    """The file is not a readable archive, or it is refused as unsafe or too large."""
+
+
+def extract_archive(
+    archive: str | os.PathLike,
+    dest_root: str | os.PathLike,
+    *,
+    max_total_bytes: int,
+    max_members: int = 1_000_000,
+) -> Path:
+    """Extract a zip or tar(.gz/.bz2/.xz) archive safely into ``dest_root/<sha256>``.
+
+    A second call for the same archive content returns the existing folder without reading it.
+
+    Args:
+        archive: the archive file.
+        dest_root: folder holding one extracted folder per archive digest.
+        max_total_bytes: refuse archives whose members add up to more bytes than this.
+        max_members: refuse archives with more members than this.
+
+    Returns:
+        The folder holding the archive's files.
+
+    Raises:
+        ArchiveError: unreadable archive, unsafe member (absolute path, ``..``, link, device),
+            or over the size/member limits. Nothing is left in ``dest_root`` then.
+    """
+    archive = Path(archive)
+    dest_root = Path(dest_root)
+    digest = sha256_file(archive)
+    target = dest_root / digest
+    if target.is_dir():
+        logger.debug("archive %s already extracted in %s", archive.name, target)
+        return target
+    dest_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}.", suffix=".part", dir=dest_root))
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, tmp, max_total_bytes, max_members)
+        elif _is_tar(archive):
+            _extract_tar(archive, tmp, max_total_bytes, max_members)
+        else:
+            raise ArchiveError(f"{archive.name}: not a zip or tar archive")
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another process finished the same archive first: keep its folder.
+            if not target.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("extracted %s into %s", archive.name, target)
+    return target
+
+
+def safe_member_path(name: str) -> PurePosixPath:
+    """The relative path an archive member may be written to.
+
+    Args:
+        name: the member name as stored in the archive (untrusted).
+
+    Returns:
+        A relative POSIX path without ``.``/``..`` components.
+
+    Raises:
+        ArchiveError: absolute path, drive letter, ``..`` component, NUL byte or empty name.
+    """
+    if "\x00" in name:
+        raise ArchiveError(f"member name with a NUL byte: {name!r}")
+    # Some Windows tools write backslashes; treat them as separators rather than file names.
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
+        raise ArchiveError(f"absolute member path refused: {name!r}")
+    parts = [part for part in normalised.split("/") if part not in ("", ".")]
+    if any(part == ".." for part in parts):
+        raise ArchiveError(f"member path with '..' refused: {name!r}")
+    if not parts:
+        raise ArchiveError(f"empty member name: {name!r}")
+    return PurePosixPath(*parts)
+
+
+def _is_tar(archive: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(archive)
+    except OSError:
+        return False
+
+
+class _Budget:
+    """Counts bytes written and members seen against the limits."""
+
+    def __init__(self, archive: Path, max_total_bytes: int, max_members: int):
+        self.archive = archive
+        self.max_total_bytes = max_total_bytes
+        self.max_members = max_members
+        self.bytes = 0
+        self.members = 0
+
+    def member(self) -> None:
+        self.members += 1
+        if self.members > self.max_members:
+            raise ArchiveError(f"{self.archive.name}: more than {self.max_members} members")
+
+    def declare(self, total: int) -> None:
+        if total > self.max_total_bytes:
+            raise ArchiveError(
+                f"{self.archive.name}: {total} bytes uncompressed is over the limit of "
+                f"{self.max_total_bytes} (download.max_archive_bytes)"
+            )
+
+    def add(self, count: int) -> None:
+        self.bytes += count
+        if self.bytes > self.max_total_bytes:
+            raise ArchiveError(
+                f"{self.archive.name}: uncompressed content exceeds "
+                f"{self.max_total_bytes} bytes (download.max_archive_bytes)"
+            )
+
+
+def _write_member(source: BinaryIO, root: Path, relpath: PurePosixPath, budget: _Budget) -> None:
+    target = root.joinpath(*relpath.parts)
+    # Defence in depth: the resolved target must stay inside root.
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise ArchiveError(f"member escapes the extraction folder: {relpath}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise ArchiveError(f"member {relpath} collides with a folder of the same name")
+    with open(target, "wb") as out:
+        for chunk in iter(lambda: source.read(_COPY_CHUNK), b""):
+            budget.add(len(chunk))
+            out.write(chunk)
+
+
+def _extract_zip(archive: Path, root: Path, max_total_bytes: int, max_members: int) -> None:
+    budget = _Budget(archive, max_total_bytes, max_members)
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            infos = bundle.infolist()
+            budget.declare(sum(info.file_size for info in infos))
+            for info in infos:
+                budget.member()
+                relpath = safe_member_path(info.filename)
+                # Unix zips keep the file type in the high bits; 0 means "not recorded".
+                file_type = stat.S_IFMT(info.external_attr >> 16)
+                if file_type and file_type not in (stat.S_IFREG, stat.S_IFDIR):
+                    raise ArchiveError(f"link or special file refused: {info.filename!r}")
+                if info.is_dir():
+                    root.joinpath(*relpath.parts).mkdir(parents=True, exist_ok=True)
+                    continue
+                with bundle.open(info) as source:
+                    _write_member(source, root, relpath, budget)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as error:
+        raise ArchiveError(f"{archive.name}: unreadable zip: {error}") from None
+
+
+def _tar_members(bundle: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    # Iterating streams the headers, so huge archives are not listed in memory up front.
+    member = bundle.next()
+    while member is not None:
+        yield member
+        member = bundle.next()
+
+
+def _extract_tar(archive: Path, root: Path, max_total_bytes: int, max_members: int) -> None:
+    budget = _Budget(archive, max_total_bytes, max_members)
+    try:
+        with tarfile.open(archive, mode="r:*") as bundle:
+            for member in _tar_members(bundle):
+                budget.member()
+                relpath = safe_member_path(member.name)
+                if member.isdir():
+                    root.joinpath(*relpath.parts).mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isfile():
+                    kind = "link" if member.issym() or member.islnk() else "special file"
+                    raise ArchiveError(f"{kind} refused: {member.name!r}")
+                budget.declare(budget.bytes + member.size)
+                source = bundle.extractfile(member)
+                if source is None:
+                    raise ArchiveError(f"unreadable member: {member.name!r}")
+                with source:
+                    _write_member(source, root, relpath, budget)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as error:
+        raise ArchiveError(f"{archive.name}: unreadable tar: {error}") from None

@@ -1,0 +1,133 @@
+"""Safe archive extraction: normal zip/tar.gz, caching, and hostile archives refused."""
+
+from __future__ import annotations
+
+import io
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from covid_cxnet_pipeline.archives import ArchiveError, extract_archive, safe_member_path
+
+LIMIT = 1 << 20
+
+
+def make_zip(path: Path, members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+        for name, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            bundle.writestr(info, target)
+    return path
+
+
+def make_tar(path: Path, members: list[tarfile.TarInfo], data: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as bundle:
+        for info in members:
+            payload = data.get(info.name)
+            if payload is not None:
+                info.size = len(payload)
+            bundle.addfile(info, io.BytesIO(payload) if payload is not None else None)
+    return path
+
+
+def file_info(name: str) -> tarfile.TarInfo:
+    return tarfile.TarInfo(name)
+
+
+def test_zip_extracts_and_is_cached(tmp_path):
+    archive = make_zip(
+        tmp_path / "NLM-MontgomeryCXRSet.zip",
+        {"MontgomerySet/CXR_png/MCUCXR_0001_0.png": b"png", "MontgomerySet/README.md": b"hi"},
+    )
+    folder = extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
+    assert (folder / "MontgomerySet" / "CXR_png" / "MCUCXR_0001_0.png").read_bytes() == b"png"
+    marker = folder / "marker"
+    marker.write_text("kept")
+    again = extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
+    assert again == folder and marker.exists()  # reused, not extracted again
+    assert [p.name for p in (tmp_path / "extracted").iterdir()] == [folder.name]
+
+
+def test_tar_gz_extracts(tmp_path):
+    directory = tarfile.TarInfo("images")
+    directory.type = tarfile.DIRTYPE
+    archive = make_tar(
+        tmp_path / "images_001.tar.gz",
+        [directory, file_info("images/00000001_000.png")],
+        {"images/00000001_000.png": b"\x89PNG"},
+    )
+    folder = extract_archive(archive, tmp_path / "out", max_total_bytes=LIMIT)
+    assert (folder / "images" / "00000001_000.png").read_bytes() == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "name", ["../evil.txt", "a/../../evil.txt", "/etc/evil.txt", "C:/evil.txt", "a\\..\\..\\evil"]
+)
+def test_zip_slip_is_refused(tmp_path, name):
+    archive = make_zip(tmp_path / "slip.zip", {"ok.txt": b"ok", name: b"pwned"})
+    dest = tmp_path / "deep" / "out"
+    with pytest.raises(ArchiveError):
+        extract_archive(archive, dest, max_total_bytes=LIMIT)
+    assert list(dest.iterdir()) == []  # the temporary folder is gone too
+    assert not list(tmp_path.rglob("evil*"))
+
+
+def test_zip_symlink_is_refused(tmp_path):
+    archive = make_zip(tmp_path / "link.zip", {"a.txt": b"a"}, symlinks={"link": "/etc/passwd"})
+    with pytest.raises(ArchiveError, match="link"):
+        extract_archive(archive, tmp_path / "out", max_total_bytes=LIMIT)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.FIFOTYPE]
+)
+def test_tar_links_and_devices_are_refused(tmp_path, kind):
+    special = tarfile.TarInfo("images/escape")
+    special.type = kind
+    special.linkname = "/etc/passwd" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+    archive = make_tar(
+        tmp_path / "evil.tar.gz", [file_info("images/a.png"), special], {"images/a.png": b"a"}
+    )
+    with pytest.raises(ArchiveError):
+        extract_archive(archive, tmp_path / "out", max_total_bytes=LIMIT)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_tar_path_traversal_is_refused(tmp_path):
+    archive = make_tar(tmp_path / "slip.tar.gz", [file_info("../../evil")], {"../../evil": b"x"})
+    with pytest.raises(ArchiveError, match=r"\.\."):
+        extract_archive(archive, tmp_path / "out", max_total_bytes=LIMIT)
+    assert not list(tmp_path.rglob("evil"))
+
+
+def test_size_limit_is_enforced(tmp_path):
+    big = b"\0" * (LIMIT + 1)  # compresses to almost nothing: a zip bomb in miniature
+    archive = make_zip(tmp_path / "bomb.zip", {"big.bin": big})
+    assert archive.stat().st_size < 10_000
+    with pytest.raises(ArchiveError, match="max_archive_bytes"):
+        extract_archive(archive, tmp_path / "out", max_total_bytes=LIMIT)
+    tar_archive = make_tar(tmp_path / "bomb.tar.gz", [file_info("big.bin")], {"big.bin": big})
+    with pytest.raises(ArchiveError, match="max_archive_bytes"):
+        extract_archive(tar_archive, tmp_path / "out", max_total_bytes=LIMIT)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_not_an_archive(tmp_path):
+    path = tmp_path / "fake.zip"
+    path.write_bytes(b"<html>rate limited</html>")
+    with pytest.raises(ArchiveError, match="not a zip or tar"):
+        extract_archive(path, tmp_path / "out", max_total_bytes=LIMIT)
+
+
+def test_safe_member_path():
+    assert str(safe_member_path("./a//b/c.png")) == "a/b/c.png"
+    for bad in ("", "/", "..", "a/..", "/abs", "x\x00y", "D:\\x"):
+        with pytest.raises(ArchiveError):
+            safe_member_path(bad)
