@@ -23,10 +23,13 @@ from covid_cxnet_pipeline.sources.protocol import SourceUnavailable
 
 
 class LoopbackClient:
-    """A minimal SourceClient over HTTP for tests (no retries, no listings)."""
+    """A minimal SourceClient over HTTP for tests (no retries; listing = walk the served folder)."""
 
-    def __init__(self, source_id: str, base_url: str, cache_dir: Path):
+    def __init__(
+        self, source_id: str, base_url: str, cache_dir: Path, listing_root: Path | None = None
+    ):
         self.source_id = source_id
+        self.listing_root = listing_root
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.cache_dir = cache_dir
         self.archive_calls: list[str] = []
@@ -48,8 +51,16 @@ class LoopbackClient:
         return self._download(self.url(relpath), self.cache_dir / "metadata" / relpath)
 
     def list_files(self, prefix: str = "") -> list[str]:
-        """Not offered: the archive and metadata-driven adapters must not need listings."""
-        raise SourceUnavailable(f"{self.source_id}: no listing configured (test client)")
+        """Every file under ``prefix`` of the served folder, when the test enables a listing."""
+        if self.listing_root is None:
+            raise SourceUnavailable(f"{self.source_id}: no listing configured (test client)")
+        files = sorted(
+            path.relative_to(self.listing_root).as_posix()
+            for path in self.listing_root.rglob("*")
+            if path.is_file()
+        )
+        prefix = prefix.strip("/")
+        return [f for f in files if not prefix or f.startswith(prefix + "/")]
 
     def fetch_archive(self, relpath_or_url: str) -> Path:
         """Download and safely extract a zip or tar archive; cached per archive."""
@@ -106,11 +117,13 @@ def _extract_tar(blob: Path, target: Path) -> None:
 
 @pytest.fixture
 def loopback_client(tmp_path, serve_directory):
-    """Factory: serve ``folder`` on 127.0.0.1 and return a LoopbackClient for ``source_id``."""
+    """Factory: serve ``folder`` on 127.0.0.1 and return a LoopbackClient for ``source_id``
+    (``listing=True`` lists the served folder, as a github_tree or http_index listing would)."""
 
-    def _make(source_id: str, folder: Path) -> LoopbackClient:
+    def _make(source_id: str, folder: Path, listing: bool = False) -> LoopbackClient:
         base_url = serve_directory(folder) + "/"
-        return LoopbackClient(source_id, base_url, tmp_path / f"cache_{source_id}")
+        cache = tmp_path / f"cache_{source_id}"
+        return LoopbackClient(source_id, base_url, cache, folder if listing else None)
 
     return _make
 
