@@ -37,7 +37,7 @@ class DedupConfig:
 
     strict_hamming: int = 24
     max_hamming: int = 60
-    min_correlation: float = 0.85
+    min_correlation: float = 0.83
     block_size: int = 256
 
 
