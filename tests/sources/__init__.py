@@ -1,0 +1,1 @@
+"""Tests of the source adapters for the mirrored sources."""
