@@ -162,3 +162,19 @@ def fetch_bytes(url: str) -> bytes:
     response = requests.get(url, timeout=10)
     assert response.status_code == 200, f"{url} -> {response.status_code}"
     return response.content
+
+
+@pytest.fixture
+def http_source_client(tmp_path, serve_directory):
+    """Factory: the production ``HttpSourceClient`` over ``folder`` served on 127.0.0.1."""
+    from covid_cxnet_pipeline.download import make_session
+    from covid_cxnet_pipeline.sources.http_client import HttpSourceClient
+
+    def _make(source_id: str, folder: Path):
+        base_url = serve_directory(folder) + "/"
+        session = make_session(retries=0)
+        return HttpSourceClient(
+            source_id, base_url, cache_dir=tmp_path / "http_cache", session=session
+        )
+
+    return _make

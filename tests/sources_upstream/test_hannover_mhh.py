@@ -84,8 +84,8 @@ def test_modalities_null_keeps_every_row(hannover_folder, loopback_client):
 def test_wrong_metadata_file_is_a_clear_error(tmp_path, loopback_client):
     (tmp_path / "metadata.csv").write_text("patientid,filename\n1,a.png\n")
     client = loopback_client("hannover_mhh", tmp_path)
-    with pytest.raises(ValueError, match=r"ingest\.sources\.hannover_mhh\.metadata"):
-        get_adapter("hannover_mhh", {"metadata": "metadata.csv"}).list_images(client)
+    with pytest.raises(ValueError, match=r"ingest\.sources\.hannover_mhh\.metadata_path"):
+        get_adapter("hannover_mhh", {"metadata_path": "metadata.csv"}).list_images(client)
 
 
 @pytest.mark.parametrize(

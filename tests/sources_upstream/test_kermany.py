@@ -78,6 +78,24 @@ def test_kermany_rows(kermany_folder, loopback_client):
     assert flags["chest_xray/train/NORMAL/IM-0115-0001.jpeg"] == "pediatric;upstream_train"
 
 
+def test_mendeley_download_url_through_the_http_client(kermany_folder, http_source_client):
+    """Mendeley serves the zip as .../files/<uuid>/file_downloaded: no extension to go by."""
+    folder, members = kermany_folder
+    served = folder / "files" / "f12eaf6d-6023-432f-acc9-80c9d7393433" / "file_downloaded"
+    served.parent.mkdir(parents=True)
+    (folder / "ChestXRay2017.zip").rename(served)
+    client = http_source_client("kermany", folder)
+    archive = "files/f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded"
+
+    frame = get_adapter("kermany", {"archive": archive}).list_images(client)
+
+    assert sorted(frame["upstream_path"]) == sorted(MEMBERS)
+    assert frame["url"].str.startswith(client.url(archive) + "#").all()
+    for row in frame.itertuples():
+        with open(row.local_path, "rb") as handle:
+            assert handle.read() == members[row.upstream_path]
+
+
 def test_viral_label_is_configurable(kermany_folder, loopback_client):
     folder, _ = kermany_folder
     client = loopback_client("kermany", folder)

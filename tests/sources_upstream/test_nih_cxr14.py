@@ -64,7 +64,7 @@ def test_nih_rows_from_two_archives(shared_data, nih_folder, loopback_client):
     folder, archives = nih_folder
     client = loopback_client("nih_cxr14", folder)
     config = {
-        "metadata": "Data_Entry_2017_v2020.csv.gz",
+        "metadata_path": "Data_Entry_2017_v2020.csv.gz",
         "archives": ["images_001.tar.gz", "images_002.tar.gz"],
     }
 
@@ -99,10 +99,23 @@ def test_nih_rows_from_two_archives(shared_data, nih_folder, loopback_client):
 def test_a_subset_of_archives_lists_only_their_images(nih_folder, loopback_client):
     folder, _ = nih_folder
     client = loopback_client("nih_cxr14", folder)
-    config = {"metadata": "Data_Entry_2017_v2020.csv", "archives": ["images_001.tar.gz"]}
+    config = {"metadata_path": "Data_Entry_2017_v2020.csv", "archives": ["images_001.tar.gz"]}
     frame = get_adapter("nih_cxr14", config).list_images(client)
     assert sorted(frame["upstream_path"]) == ["images/00000261_002.png", "images/00001308_002.png"]
     assert client.archive_calls == ["images_001.tar.gz"]
+
+
+def test_absolute_archive_urls_through_the_http_client(nih_folder, http_source_client):
+    """The real config lists NIH Box URLs: absolute archive URLs beside a relative label file."""
+    folder, _ = nih_folder
+    client = http_source_client("nih_cxr14", folder)
+    archive = client.url("images_002.tar.gz")
+    config = {"metadata_path": "Data_Entry_2017_v2020.csv.gz", "archives": [archive]}
+
+    frame = get_adapter("nih_cxr14", config).list_images(client)
+
+    assert sorted(frame["upstream_path"]) == ["images/00000468_040.png", "images/00000831_001.png"]
+    assert frame["url"].str.startswith(archive + "#").all()
 
 
 def test_older_label_file_with_dicom_ages_and_trailing_comma(
@@ -118,7 +131,7 @@ def test_older_label_file_with_dicom_ages_and_trailing_comma(
     old = "\n".join([lines[0] + ",", *(line + "," for line in lines[1:])]) + "\n"
     (folder / "Data_Entry_2017.csv").write_text(old)
     client = loopback_client("nih_cxr14", folder)
-    config = {"metadata": "Data_Entry_2017.csv", "archives": ["images_001.tar.gz"]}
+    config = {"metadata_path": "Data_Entry_2017.csv", "archives": ["images_001.tar.gz"]}
 
     frame = get_adapter("nih_cxr14", config).list_images(client)
 
@@ -129,7 +142,7 @@ def test_older_label_file_with_dicom_ages_and_trailing_comma(
 def test_label_file_without_nih_columns_is_a_clear_error(tmp_path, loopback_client):
     (tmp_path / "labels.csv").write_text("filename,finding\na.png,COVID-19\n")
     client = loopback_client("nih_cxr14", tmp_path)
-    config = {"metadata": "labels.csv", "archives": ["images_001.tar.gz"]}
+    config = {"metadata_path": "labels.csv", "archives": ["images_001.tar.gz"]}
     with pytest.raises(ValueError, match=r"lacks the NIH columns"):
         get_adapter("nih_cxr14", config).list_images(client)
 
@@ -137,6 +150,6 @@ def test_label_file_without_nih_columns_is_a_clear_error(tmp_path, loopback_clie
 def test_empty_archive_list_names_the_parameter(nih_folder, loopback_client):
     folder, _ = nih_folder
     client = loopback_client("nih_cxr14", folder)
-    config = {"metadata": "Data_Entry_2017_v2020.csv", "archives": []}
+    config = {"metadata_path": "Data_Entry_2017_v2020.csv", "archives": []}
     with pytest.raises(ValueError, match=r"ingest\.sources\.nih_cxr14\.archives is empty"):
         get_adapter("nih_cxr14", config).list_images(client)

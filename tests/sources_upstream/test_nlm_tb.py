@@ -115,6 +115,20 @@ def test_montgomery_rows_and_masks(montgomery_zip, loopback_client):
     assert len(client.archive_calls) == 2  # list_images and list_masks share one archive
 
 
+def test_montgomery_through_the_http_client(montgomery_zip, http_source_client):
+    folder, _, members = montgomery_zip
+    client = http_source_client("montgomery", folder)
+    adapter = get_adapter("montgomery", {"archive": "MontgomerySet.zip"})
+
+    frame = adapter.list_images(client)
+    masks = adapter.list_masks(client, frame)
+
+    assert len(frame) == 3 and len(masks) == 4
+    for path, member in zip(masks["local_path"], masks["url"].str.split("#").str[1], strict=True):
+        with open(path, "rb") as handle:
+            assert handle.read() == members[member]
+
+
 def test_shenzhen_rows_without_masks(shared_data, tmp_path, loopback_client):
     images = shared_images(shared_data, SEG, "train_png/CHNCXR_*_1.png", 2)
     readings = ["male 35yrs\nPTB in the left upper field\n", "femal 16month\nSTB\n"]

@@ -46,8 +46,8 @@ class HannoverMhhAdapter(SourceAdapter):
     Labels: every image -> covid (finding "COVID-19"); ``view`` keeps ``projection`` as given
     ("ap", "pa"); rows whose ``modality`` is not listed in ``modalities`` are skipped.
 
-    Config keys (``ingest.sources.hannover_mhh``): ``metadata`` (default ``data.csv``),
-    ``images_dir`` (default ``png``), ``image_extension`` (default ``.png``), ``modalities``
+    Config keys (``ingest.sources.hannover_mhh``): ``metadata_path`` (default ``data.csv``),
+    ``images_dir`` (default ``png/``), ``image_extension`` (default ``.png``), ``modalities``
     (default ``["CR", "DX"]``; null keeps every row).
     """
 
@@ -60,15 +60,15 @@ class HannoverMhhAdapter(SourceAdapter):
 
     def list_images(self, client: SourceClient) -> pd.DataFrame:
         """One row per ``data.csv`` record whose image name is safe."""
-        path = client.fetch_metadata(str(self.config.get("metadata", "data.csv")))
+        path = client.fetch_metadata(str(self.config.get("metadata_path", "data.csv")))
         metadata = read_metadata_csv(path)
         missing = [column for column in REQUIRED_COLUMNS if column not in metadata.columns]
         if missing:
             raise ValueError(
                 f"{self.source_id}: {path} lacks the columns {missing}; is "
-                f"ingest.sources.{self.source_id}.metadata the repository's data.csv?"
+                f"ingest.sources.{self.source_id}.metadata_path the repository's data.csv?"
             )
-        images_dir = folder(str(self.config.get("images_dir", "png")))
+        images_dir = folder(str(self.config.get("images_dir", "png/")))
         extension = str(self.config.get("image_extension", ".png"))
         modalities = self.config.get("modalities", ["CR", "DX"])
         wanted = {m.upper() for m in modalities} if modalities is not None else None

@@ -46,8 +46,8 @@ class Ieee8023Adapter(SourceAdapter):
     each row's ``url`` instead (Radiopaedia, SIRM, EuroRad, Hannover...). Rows whose file is not
     an image (NIfTI volumes when ``modalities`` is null) are skipped.
 
-    Config keys (``ingest.sources.ieee8023``): ``metadata`` (default ``metadata.csv``),
-    ``images_dir`` (default ``images``), ``modalities``, ``covid_source_from_url`` (default
+    Config keys (``ingest.sources.ieee8023``): ``metadata_path`` (default ``metadata.csv``),
+    ``images_dir`` (default ``images/``), ``modalities``, ``covid_source_from_url`` (default
     false), ``default_license`` (default ""), ``listing`` (when set, rows whose file is absent
     are skipped and unlisted images become ``other`` rows).
     """
@@ -61,7 +61,7 @@ class Ieee8023Adapter(SourceAdapter):
 
     def list_images(self, client: SourceClient) -> pd.DataFrame:
         """One row per X-ray image described by ``metadata.csv``."""
-        path = client.fetch_metadata(str(self.config.get("metadata", "metadata.csv")))
+        path = client.fetch_metadata(str(self.config.get("metadata_path", "metadata.csv")))
         metadata = read_ieee8023_metadata(path, self.source_id)
         # ``filename`` is a bare file name upstream; one holding a path ("/etc/x.png") would be
         # re-rooted under images/ by the shared reader, but it is not a name to trust at all.
@@ -82,7 +82,7 @@ class Ieee8023Adapter(SourceAdapter):
             client,
             source_id=self.source_id,
             default_license=str(self.config.get("default_license") or ""),
-            images_dir=str(self.config.get("images_dir", "images")),
+            images_dir=str(self.config.get("images_dir", "images/")),
             modalities=list(modalities) if modalities is not None else None,
             covid_source_from_url=bool(self.config.get("covid_source_from_url", False)),
         )

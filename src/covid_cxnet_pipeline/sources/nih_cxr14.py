@@ -56,7 +56,7 @@ def read_data_entry(path: Path, source_id: str) -> dict[str, dict[str, str]]:
     if missing:
         raise ValueError(
             f"{source_id}: {path} lacks the NIH columns {missing}; is "
-            f"ingest.sources.{source_id}.metadata the Data_Entry_2017 label file?"
+            f"ingest.sources.{source_id}.metadata_path the Data_Entry_2017 label file?"
         )
     return {row["Image Index"].strip(): row for row in table.to_dict(orient="records")}
 
@@ -75,7 +75,7 @@ class NihChestXray14Adapter(SourceAdapter):
     Labels: "No Finding" -> normal; any label list containing "Pneumonia" -> cap (co-labels such
     as Infiltration are common); everything else -> other. ``finding`` keeps ``Finding Labels``.
 
-    Config keys (``ingest.sources.nih_cxr14``): ``metadata`` (path of the label file under
+    Config keys (``ingest.sources.nih_cxr14``): ``metadata_path`` (path of the label file under
     ``base_url``), ``archives`` (list of archive URLs or paths under ``base_url``).
     """
 
@@ -90,7 +90,7 @@ class NihChestXray14Adapter(SourceAdapter):
     def list_images(self, client: SourceClient) -> pd.DataFrame:
         """One row per archived image that the label file describes."""
         entries = read_data_entry(
-            client.fetch_metadata(setting(self.config, self.source_id, "metadata")),
+            client.fetch_metadata(setting(self.config, self.source_id, "metadata_path")),
             self.source_id,
         )
         archives = setting(self.config, self.source_id, "archives")
