@@ -1,11 +1,6 @@
-"""Fixtures for adapter tests: a tiny test-only SourceClient over the loopback mirror server."""
+"""Fixtures for adapter tests: the project's HTTP source client over the loopback mirror server."""
 
 from __future__ import annotations
-
-import itertools
-import re
-from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
 
 import pandas as pd
 import pytest
@@ -13,49 +8,8 @@ import requests
 import yaml
 
 from covid_cxnet_pipeline.sources.base import get_adapter
-from covid_cxnet_pipeline.sources.protocol import SourceUnavailable
+from covid_cxnet_pipeline.sources.http_client import HttpSourceClient
 from tests.conftest import PROJECT_ROOT
-
-_HREF = re.compile(r'href="([^"?#]+)"')
-
-
-class MirrorTestClient:
-    """Implements ``SourceClient`` over ``python -m http.server`` indexes, nothing more."""
-
-    _counter = itertools.count()
-
-    def __init__(self, source_id: str, base_url: str, cache_dir: Path):
-        self.source_id = source_id
-        self.base_url = base_url
-        self.cache_dir = cache_dir
-
-    def url(self, relpath: str) -> str:
-        return self.base_url + quote(relpath)
-
-    def _get(self, url: str) -> requests.Response:
-        response = requests.get(url, timeout=30)
-        if response.status_code != 200:
-            raise SourceUnavailable(f"{self.source_id}: {url}: HTTP {response.status_code}")
-        return response
-
-    def fetch_metadata(self, relpath: str) -> Path:
-        absolute = urlsplit(relpath).scheme in ("http", "https")
-        response = self._get(relpath if absolute else self.url(relpath))
-        dest = self.cache_dir / f"{next(self._counter)}-{Path(unquote(relpath)).name}"
-        dest.write_bytes(response.content)
-        return dest
-
-    def list_files(self, prefix: str = "") -> list[str]:
-        files, folders = [], [prefix.strip("/") + "/" if prefix.strip("/") else ""]
-        while folders:
-            current = folders.pop()
-            for href in _HREF.findall(self._get(self.url(current)).text):
-                name = unquote(href)
-                (folders if name.endswith("/") else files).append(current + name)
-        return sorted(files)
-
-    def fetch_archive(self, relpath_or_url: str) -> Path:
-        raise SourceUnavailable("the test client does not fetch archives")
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +21,16 @@ def base_sources() -> dict:
 
 @pytest.fixture(scope="session")
 def mirror_client(mirror_url, tmp_path_factory):
-    """Factory: a test client for ``source_id`` over the loopback mirror."""
+    """Factory: an ``HttpSourceClient`` for ``source_id`` over the loopback mirror."""
 
-    def _client(source_id: str) -> MirrorTestClient:
-        cache = tmp_path_factory.mktemp(f"cache-{source_id}")
-        return MirrorTestClient(source_id, f"{mirror_url}/{source_id}/", cache)
+    def _client(source_id: str) -> HttpSourceClient:
+        return HttpSourceClient(
+            source_id,
+            f"{mirror_url}/{source_id}/",
+            cache_dir=tmp_path_factory.mktemp(f"cache-{source_id}"),
+            session=requests.Session(),
+            listing="http_index",
+        )
 
     return _client
 

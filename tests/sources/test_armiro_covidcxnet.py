@@ -99,3 +99,39 @@ def test_covid_source_counts(images):
         "sirm": 11,
         "figure1": 1,
     }
+
+
+class _HostileClient:
+    """A client whose listing carries hostile and non-image names (no network)."""
+
+    source_id = SOURCE
+    base_url = "http://mirror.test/armiro/"
+
+    def __init__(self, metadata):
+        self.metadata = metadata
+
+    def url(self, relpath):
+        return self.base_url + relpath
+
+    def fetch_metadata(self, relpath):
+        return self.metadata
+
+    def list_files(self, prefix=""):
+        return [
+            FOLDER + "../../../etc/passwd.png",
+            "/" + FOLDER + "abs.png",
+            FOLDER + "notes.txt",
+            FOLDER + "12p.JFIF",
+            "elsewhere/13.png",
+        ]
+
+
+def test_hostile_names_are_refused(tmp_path, base_sources):
+    from covid_cxnet_pipeline.sources.base import get_adapter
+
+    metadata = tmp_path / "metadata.csv"
+    metadata.write_bytes(b"\xef\xbb\xbffilename,patient_id,sex,age,view,label,url\r\n")
+    adapter = get_adapter(SOURCE, base_sources[SOURCE])
+    images = adapter.list_images(_HostileClient(metadata))
+    assert images["upstream_path"].tolist() == [FOLDER + "12p.JFIF"]
+    assert images.loc[0, "flags"] == "pediatric" and images.loc[0, "covid_source"] == "unknown"

@@ -76,6 +76,8 @@ class NihMetadataTorchxrayvision(SourceAdapter):
         "Cohen JP et al. TorchXRayVision. MIDL 2022"
     )
     license: ClassVar[str] = "NIH Clinical Center public release (file in an Apache-2.0 repo)"
+    # The ingest pipeline accepts an empty image list from this source.
+    metadata_only: ClassVar[bool] = True
 
     def list_images(self, client: SourceClient) -> pd.DataFrame:
         """Check that the label file is reachable and readable; yield no images.
