@@ -58,9 +58,10 @@ def make_index(
 
 
 def tiny_model(n_outputs: int, size: int = SIZE) -> keras.Model:
-    """A 2-layer classifier: one convolution, global pooling, one dense output."""
+    """A 2-layer classifier taking [0, 255] pixels like the real ones: conv, pooling, dense."""
     inputs = keras.Input((size, size, 3))
-    features = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    scaled = keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    features = keras.layers.Conv2D(4, 3, activation="relu")(scaled)
     features = keras.layers.GlobalAveragePooling2D()(features)
     activation = "sigmoid" if n_outputs == 1 else "softmax"
     outputs = keras.layers.Dense(n_outputs, activation=activation)(features)

@@ -60,7 +60,7 @@ def test_affine_zoom_keeps_the_centre_pixel_and_magnifies():
 
 def test_augment_same_seed_same_output_and_shapes_preserved():
     cfg = validate_augment_config(FULL)
-    image = tf.constant(np.random.default_rng(0).random((32, 32, 3), dtype=np.float32))
+    image = tf.constant(255 * np.random.default_rng(0).random((32, 32, 3), dtype=np.float32))
     seed = tf.constant([7, 3], tf.int64)
     first = augment_image(image, seed, cfg)
     second = augment_image(image, seed, cfg)
@@ -70,7 +70,11 @@ def test_augment_same_seed_same_output_and_shapes_preserved():
     np.testing.assert_array_equal(first.numpy(), second.numpy())
     assert not np.allclose(first.numpy(), other.numpy())
     assert float(tf.reduce_min(first)) >= 0.0
-    assert float(tf.reduce_max(first)) <= 1.0
+    assert float(tf.reduce_max(first)) <= 255.0
+    # Brightness scales with the intensity range: on [0, 1] images the output stays in [0, 1].
+    unit = augment_image(image / 255.0, seed, cfg, max_value=1.0)
+    assert float(tf.reduce_max(unit)) <= 1.0
+    np.testing.assert_allclose(unit.numpy() * 255.0, first.numpy(), atol=1e-3)
 
 
 def test_augment_disabled_is_identity():

@@ -38,7 +38,8 @@ class AugmentConfig:
         rotation_degrees: Rotation drawn uniformly in [-r, r] degrees (at most 20).
         zoom: Scale factor drawn uniformly in [1 - zoom, 1 + zoom] (at most 0.3).
         shift: Translation drawn uniformly in [-shift, shift] times the image height/width.
-        brightness: Additive brightness delta in [-b, b] on the [0, 1] intensity scale.
+        brightness: Additive brightness delta in [-b, b] as a fraction of the full intensity
+            range (0.1 = 10% of 255 for 8-bit pixels).
         contrast: Contrast factor drawn uniformly in [1 - c, 1 + c].
         horizontal_flip: Random left-right flips. Off by default: a flipped film shows the
             heart on the right, which real PA/AP films almost never do.
@@ -165,16 +166,19 @@ def affine_transform(
     return transformed[0]
 
 
-def augment_image(image: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+def augment_image(
+    image: tf.Tensor, seed: tf.Tensor, config: AugmentConfig, max_value: float = 255.0
+) -> tf.Tensor:
     """Apply one random, seeded augmentation to one image.
 
     Args:
-        image: Float32 tensor ``(height, width, channels)`` with values in [0, 1].
+        image: Float32 tensor ``(height, width, channels)`` with values in [0, max_value].
         seed: Integer tensor of shape ``(2,)``; the same seed gives the same output.
         config: A validated :class:`AugmentConfig`.
+        max_value: The intensity range's top (255 for the pipeline's raw pixels).
 
     Returns:
-        The augmented image, same shape and dtype, clipped to [0, 1].
+        The augmented image, same shape and dtype, clipped to [0, max_value].
     """
     if config.is_identity:
         return image
@@ -193,11 +197,13 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> t
             fill_mode=config.fill_mode,
         )
     if config.brightness:
-        image = tf.image.stateless_random_brightness(image, float(config.brightness), seeds[1])
+        image = tf.image.stateless_random_brightness(
+            image, float(config.brightness) * max_value, seeds[1]
+        )
     if config.contrast:
         image = tf.image.stateless_random_contrast(
             image, 1.0 - float(config.contrast), 1.0 + float(config.contrast), seeds[2]
         )
     if config.horizontal_flip:
         image = tf.image.stateless_random_flip_left_right(image, seeds[3])
-    return tf.clip_by_value(image, 0.0, 1.0)
+    return tf.clip_by_value(image, 0.0, max_value)

@@ -2,8 +2,9 @@
 
 Images are never held in RAM as a whole: the dataset is built from the ``path`` column of
 ``model_input_index`` and every batch is read, decoded, resized when needed and augmented on the
-fly. Pixel values come out as float32 in [0, 1]; any backbone-specific normalisation (ImageNet
-mean/std, ...) belongs to the model, so training and inference feed the same tensors.
+fly. Pixel values come out as float32 in [0, 255] (the PNG's own values): every classifier from
+``covid_cxnet_pipeline.models`` scales its input itself (unit or ImageNet mean/std), so training,
+evaluation and inference all feed the same raw pixels.
 
 Labels: for the ``binary`` task a float tensor of shape ``(1,)`` (1.0 for the positive class,
 the last entry of ``classes``, e.g. ``covid``); for ``multiclass`` a one-hot float vector in the
@@ -225,7 +226,8 @@ def make_dataset(
             (:func:`check_image_files`).
 
     Returns:
-        A ``tf.data.Dataset`` of ``(float32 [batch, h, w, channels] in [0, 1], float32 labels)``.
+        A ``tf.data.Dataset`` of ``(float32 [batch, h, w, channels] in [0, 255], float32
+        labels)``.
 
     Raises:
         ValueError: For bad arguments, labels, augmentation settings or corrupt PNGs.
@@ -257,7 +259,7 @@ def make_dataset(
 
     def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image = tf.io.decode_png(tf.io.read_file(path), channels=channels, dtype=tf.uint8)
-        image = tf.cast(image, tf.float32) / 255.0
+        image = tf.cast(image, tf.float32)
         same_size = tf.logical_and(tf.shape(image)[0] == height, tf.shape(image)[1] == width)
         image = tf.cond(
             same_size,
@@ -293,7 +295,7 @@ def make_dataset(
         image, label = (path_or_image, label) if cache else load(path_or_image, label)
         if not augment.is_identity:
             image_seed = tf.stack([random_value, tf.constant(seed, tf.int64)])
-            image = augment_image(image, image_seed, augment)
+            image = augment_image(image, image_seed, augment, max_value=255.0)
         return image, label
 
     dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
