@@ -6,7 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from covid_cxnet_pipeline.imaging.enhance import clahe, equalize_histogram, gray_histogram
+from covid_cxnet_pipeline.imaging import enhance
+from covid_cxnet_pipeline.imaging.enhance import (
+    apply_lut,
+    clahe,
+    equalize_histogram,
+    gray_histogram,
+)
 
 
 def test_gray_histogram_counts_levels_0_to_255():
@@ -16,6 +22,26 @@ def test_gray_histogram_counts_levels_0_to_255():
     assert hist.shape == (256,)
     np.testing.assert_array_equal(hist, np.histogram(image, bins=256, range=(0, 256))[0])
     assert hist[:40].sum() == 0
+
+
+def test_gray_histogram_bincount_path_for_huge_images(monkeypatch):
+    image = np.array([[3, 3, 200], [0, 3, 255]], dtype=np.uint8)
+    fast = gray_histogram(image)
+    monkeypatch.setattr(enhance, "_FLOAT32_EXACT_COUNT", 0)
+    slow = gray_histogram(image)
+    np.testing.assert_array_equal(fast, slow)
+    assert (slow[0], slow[3], slow[200], slow[255], slow.sum()) == (1, 3, 1, 1, 6)
+    assert slow.dtype == fast.dtype == np.int64
+
+
+def test_apply_lut_on_gray_colour_and_many_channels():
+    lut = (255 - np.arange(256)).astype(np.uint8)
+    gray = np.array([[0, 10], [200, 255]], dtype=np.uint8)
+    np.testing.assert_array_equal(apply_lut(gray, lut), [[255, 245], [55, 0]])
+    colour = np.dstack([gray] * 3)
+    np.testing.assert_array_equal(apply_lut(colour, lut), np.dstack([255 - gray] * 3))
+    many = np.dstack([gray] * 5)  # beyond OpenCV's 4 channels: numpy indexing
+    np.testing.assert_array_equal(apply_lut(many, lut), 255 - many)
 
 
 def test_equalize_histogram_known_answer():

@@ -8,7 +8,12 @@ from covid_cxnet_pipeline.imaging.decode import (
     load_grayscale,
     read_size,
 )
-from covid_cxnet_pipeline.imaging.enhance import clahe, equalize_histogram, gray_histogram
+from covid_cxnet_pipeline.imaging.enhance import (
+    apply_lut,
+    clahe,
+    equalize_histogram,
+    gray_histogram,
+)
 from covid_cxnet_pipeline.imaging.histogram_matching import (
     build_reference_histogram,
     match_histogram,
@@ -27,6 +32,7 @@ __all__ = [
     "CHANNEL_NAMES",
     "DEFAULT_CHANNELS",
     "ImageDecodeError",
+    "apply_lut",
     "assemble_lung_mask",
     "beasf",
     "beasf_lut",

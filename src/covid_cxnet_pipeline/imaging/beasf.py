@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covid_cxnet_pipeline.imaging.enhance import gray_histogram
+from covid_cxnet_pipeline.imaging.enhance import apply_lut, gray_histogram
 
 # The sigmoid argument spans 5 units over each sub-range, as in the authors' code.
 _SIGMOID_SPAN = 5.0
@@ -107,4 +107,4 @@ def beasf(image: np.ndarray, gamma: float = 1.5) -> np.ndarray:
         raise ValueError(
             f"BEASF needs a uint8 image, got {image.dtype}; decode with load_grayscale first"
         )
-    return beasf_lut(gray_histogram(image), gamma)[image]
+    return apply_lut(image, beasf_lut(gray_histogram(image), gamma))

@@ -9,7 +9,7 @@ from os import PathLike
 import numpy as np
 
 from covid_cxnet_pipeline.imaging.decode import load_grayscale
-from covid_cxnet_pipeline.imaging.enhance import gray_histogram
+from covid_cxnet_pipeline.imaging.enhance import apply_lut, gray_histogram
 
 logger = logging.getLogger(__name__)
 
@@ -92,4 +92,4 @@ def match_histogram(image: np.ndarray, reference_histogram: np.ndarray) -> np.nd
     """
     if image.dtype != np.uint8:
         raise ValueError(f"histogram matching needs a uint8 image, got {image.dtype}")
-    return matching_lut(gray_histogram(image), reference_histogram)[image]
+    return apply_lut(image, matching_lut(gray_histogram(image), reference_histogram))
