@@ -1,0 +1,178 @@
+"""The ingest pipeline on an in-memory catalog over the loopback mirror of ../shared/data."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from covid_cxnet_pipeline.pipelines.ingest import create_pipeline
+from covid_cxnet_pipeline.pipelines.ingest.nodes import REPORT_COLUMNS, SourceFailedError
+from covid_cxnet_pipeline.schema import RAW_INDEX_COLUMNS, RAW_MASK_INDEX_COLUMNS
+from tests.conftest import PROJECT_ROOT
+
+SOURCES = ("figure1_covid", "shenzhen_montgomery_seg")
+
+
+def source_params(mirror_url: str, monkeypatch) -> dict:
+    """The two sources' blocks exactly as conf/base + conf/mirror give them; the rest disabled."""
+    from covid_cxnet_pipeline.settings import CONFIG_LOADER_ARGS
+
+    monkeypatch.setenv("CXR_MIRROR_URL", mirror_url)
+    loader = OmegaConfigLoader(
+        conf_source=str(PROJECT_ROOT / "conf"),
+        env="mirror",
+        **{key: value for key, value in CONFIG_LOADER_ARGS.items() if key != "default_run_env"},
+    )
+    sources = loader["parameters"]["ingest"]["sources"]
+    return {source_id: dict(sources[source_id], enabled=True) for source_id in SOURCES}
+
+
+def download_params(tmp_path: Path, **overrides) -> dict:
+    params = {
+        "workers": 4,
+        "retries": 1,
+        "backoff_factor": 0.0,
+        "connect_timeout_s": 5,
+        "read_timeout_s": 10,
+        "store_root": str(tmp_path / "image_store"),
+        "cache_dir": str(tmp_path / "cache"),
+        "max_archive_bytes": 1 << 20,
+        "fail_on_source_error": True,
+        "progress": False,
+    }
+    return params | overrides
+
+
+class KeptDataset(MemoryDataset):
+    """A memory dataset the runner cannot release, so the test can read every output."""
+
+    def _release(self) -> None:
+        pass
+
+
+def run_ingest(ingest: dict, download: dict) -> dict[str, object]:
+    names = ("raw_index", "raw_mask_index", "ingest_report", "ingest_metrics", "image_store")
+    catalog = DataCatalog(
+        {
+            "params:ingest": MemoryDataset(ingest),
+            "params:download": MemoryDataset(download),
+        }
+        | {name: KeptDataset() for name in names}
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    return {name: catalog[name].load() for name in names}
+
+
+def manifest_images(shared_data: Path, source_id: str) -> pd.DataFrame:
+    manifest = pd.read_csv(shared_data / "manifest.csv", dtype=str, keep_default_na=False)
+    return manifest[(manifest["source_id"] == source_id) & (manifest["kind"] == "image")]
+
+
+def test_ingest_two_mirrored_sources_then_rerun_transfers_nothing(
+    shared_data, mirror_url, tmp_path, monkeypatch
+):
+    ingest = {"sources": source_params(mirror_url, monkeypatch)}
+    first = run_ingest(ingest, download_params(tmp_path))
+    raw_index = first["raw_index"]
+    assert tuple(raw_index.columns) == RAW_INDEX_COLUMNS
+    assert raw_index["image_id"].is_unique
+    assert tuple(first["raw_mask_index"].columns) == RAW_MASK_INDEX_COLUMNS
+    assert tuple(first["ingest_report"].columns) == REPORT_COLUMNS
+    assert first["ingest_report"].empty
+
+    for source_id in SOURCES:
+        expected = manifest_images(shared_data, source_id)
+        ingested = raw_index[raw_index["source_id"] == source_id]
+        assert len(ingested) == len(expected), source_id
+        # Byte-for-byte the mirror's files, stored under their own hash.
+        assert set(ingested["sha256"]) == set(expected["sha256"])
+        ingested_sizes = ingested.set_index("sha256")[["width", "height"]].astype(str)
+        expected_sizes = expected.set_index("sha256")[["width", "height"]]
+        pd.testing.assert_frame_equal(
+            ingested_sizes.sort_index(), expected_sizes.sort_index(), check_names=False
+        )
+    sample = raw_index.iloc[0]
+    assert hashlib.sha256(Path(sample["path"]).read_bytes()).hexdigest() == sample["sha256"]
+    assert (
+        Path(sample["path"]).name == sample["sha256"] + Path(sample["upstream_path"]).suffix.lower()
+    )
+    assert len(first["raw_mask_index"]) == 60  # one both-lungs mask per Shenzhen/Montgomery image
+
+    metrics = {name: value["value"] for name, value in first["ingest_metrics"].items()}
+    assert metrics["images"] == len(raw_index)
+    assert metrics["images.source.figure1_covid"] == 53
+    assert metrics["failures"] == 0
+    assert metrics["bytes_transferred"] > 1_000_000
+    assert set(first["image_store"]["path"]) >= set(raw_index["path"])
+
+    second = run_ingest(ingest, download_params(tmp_path))
+    second_metrics = {name: value["value"] for name, value in second["ingest_metrics"].items()}
+    assert second_metrics["bytes_transferred"] == 0
+    pd.testing.assert_frame_equal(second["raw_index"], raw_index)
+
+
+def test_unavailable_source_stops_the_run_with_its_name(
+    shared_data, mirror_url, tmp_path, monkeypatch
+):
+    sources = source_params(mirror_url, monkeypatch)
+    sources["figure1_covid"]["base_url"] = f"{mirror_url}/not_there/"
+    with pytest.raises(SourceFailedError, match=r"figure1_covid \(http.*/not_there/\).*HTTP 404"):
+        run_ingest({"sources": sources}, download_params(tmp_path))
+
+
+def test_unavailable_source_is_reported_when_allowed(
+    shared_data, mirror_url, tmp_path, monkeypatch
+):
+    sources = source_params(mirror_url, monkeypatch)
+    sources["figure1_covid"]["base_url"] = f"{mirror_url}/not_there/"
+    outputs = run_ingest(
+        {"sources": sources}, download_params(tmp_path, fail_on_source_error=False)
+    )
+    report = outputs["ingest_report"]
+    assert list(report["stage"]) == ["source"]
+    assert report.iloc[0]["source_id"] == "figure1_covid"
+    assert "HTTP 404" in report.iloc[0]["reason"]
+    assert set(outputs["raw_index"]["source_id"]) == {"shenzhen_montgomery_seg"}
+
+
+def test_no_enabled_source_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no source is enabled"):
+        run_ingest({"sources": {"figure1_covid": {"enabled": False}}}, download_params(tmp_path))
+
+
+def test_image_store_dataset_versions_its_manifest_and_checks_files(tmp_path):
+    from kedro.io import DatasetError
+    from kedro.io.core import Version
+
+    from covid_cxnet_pipeline.datasets import ImageStoreDataset
+
+    stored = tmp_path / "store" / "ab" / ("ab" + "0" * 62 + ".png")
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"png")
+    manifest = pd.DataFrame({"sha256": ["ab" + "0" * 62], "path": [str(stored)], "kind": ["image"]})
+    dataset = ImageStoreDataset(
+        root=str(tmp_path / "store"),
+        filepath=str(tmp_path / "manifest.parquet"),
+        version=Version(None, None),
+    )
+    dataset.save(manifest)
+    assert dataset.exists()
+    pd.testing.assert_frame_equal(dataset.load(), manifest)
+    assert len(list((tmp_path / "manifest.parquet").iterdir())) == 1  # one version folder
+
+    outside = manifest.assign(path=str(tmp_path / "elsewhere.png"))
+    with pytest.raises(DatasetError, match="download.store_root"):
+        ImageStoreDataset(root=str(tmp_path / "store"), filepath=str(tmp_path / "m2.parquet")).save(
+            outside
+        )
+    stored.unlink()
+    with pytest.raises(DatasetError, match="missing"):
+        ImageStoreDataset(root=str(tmp_path / "store"), filepath=str(tmp_path / "m3.parquet")).save(
+            manifest
+        )
