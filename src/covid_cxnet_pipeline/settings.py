@@ -11,6 +11,7 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {
         "catalog": ["catalog*", "catalog*/**", "**/catalog*"],
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
+        "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
     },
     # conf/mirror and others override single keys of conf/base instead of whole top-level blocks.
     "merge_strategy": {"parameters": "soft"},
