@@ -11,11 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEGLosslessSV1,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
 from covid_cxnet_pipeline.imaging.decode import (
     ImageDecodeError,
+    detect_file_format,
     detect_format,
     load_grayscale,
     read_size,
@@ -151,6 +158,7 @@ def test_bmp(tmp_path):
 def test_format_comes_from_content_not_extension(tmp_path):
     path = tmp_path / "actually_png.jpg"
     Image.fromarray(GRAY).save(path, format="PNG")
+    assert detect_file_format(path) == "png"
     np.testing.assert_array_equal(load_grayscale(path), GRAY)
 
 
@@ -263,6 +271,18 @@ def test_truncated_dicom(tmp_path):
     _dicom(np.zeros((64, 64), np.uint16), "MONOCHROME2", 12).save_as(path, enforce_file_format=True)
     path.write_bytes(path.read_bytes()[:-4000])
     with pytest.raises(ImageDecodeError, match=r"cut\.dcm.*truncated or corrupt DICOM"):
+        load_grayscale(path)
+
+
+def test_compressed_dicom_that_cannot_be_decoded(tmp_path):
+    dataset = _dicom(np.zeros((4, 4), np.uint16), "MONOCHROME2", 12)
+    dataset.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    dataset.PixelData = encapsulate([b"\xff\xd8\xff\xc3 not a real JPEG stream"])
+    dataset["PixelData"].VR = "OB"
+    path = tmp_path / "compressed.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    # Without pylibjpeg/gdcm: "no decoder ... install"; with them: the stream is corrupt.
+    with pytest.raises(ImageDecodeError, match=r"compressed\.dcm.*(no decoder|corrupt)"):
         load_grayscale(path)
 
 

@@ -4,6 +4,7 @@ from covid_cxnet_pipeline.imaging.beasf import beasf, beasf_lut
 from covid_cxnet_pipeline.imaging.channels import CHANNEL_NAMES, DEFAULT_CHANNELS, stack_channels
 from covid_cxnet_pipeline.imaging.decode import (
     ImageDecodeError,
+    detect_file_format,
     detect_format,
     load_grayscale,
     read_size,
@@ -39,6 +40,7 @@ __all__ = [
     "build_reference_histogram",
     "clahe",
     "crop_roi",
+    "detect_file_format",
     "detect_format",
     "equalize_histogram",
     "fill_holes",

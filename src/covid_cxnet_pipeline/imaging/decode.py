@@ -85,17 +85,29 @@ def _read_header(path: Path) -> bytes:
     return header
 
 
-def _detect_or_fail(path: Path) -> str:
-    header = _read_header(path)
-    image_format = detect_format(header, path.suffix)
+def detect_file_format(path: str | PathLike[str]) -> str:
+    """Identify a file's image format from its content.
+
+    Args:
+        path: The file.
+
+    Returns:
+        One of ``"png"``, ``"jpeg"``, ``"webp"``, ``"bmp"``, ``"dicom"``.
+
+    Raises:
+        ImageDecodeError: The file is missing, empty or of an unknown format.
+    """
+    file_path = Path(path)
+    header = _read_header(file_path)
+    image_format = detect_format(header, file_path.suffix)
     if image_format is None:
         raise ImageDecodeError(
-            path,
+            file_path,
             f"unknown format: the content is not PNG, JPEG, WebP, BMP or DICOM "
             f"(starts with {header[:16]!r})",
         )
-    if image_format != "dicom" and path.suffix.lower() not in _matching_suffixes(image_format):
-        logger.debug("%s holds %s data despite its extension", path, image_format)
+    if image_format != "dicom" and file_path.suffix.lower() not in _matching_suffixes(image_format):
+        logger.debug("%s holds %s data despite its extension", file_path, image_format)
     return image_format
 
 
@@ -258,11 +270,14 @@ def _decode_dicom(path: Path) -> np.ndarray:
         pixels = dataset.pixel_array
     except (NotImplementedError, RuntimeError) as error:
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", "unknown")
-        raise ImageDecodeError(
-            path,
-            f"no decoder for the DICOM transfer syntax {syntax} ({error}); install a pydicom "
-            f"pixel-data plugin such as pylibjpeg or python-gdcm",
-        ) from error
+        if "missing dependencies" in str(error) or isinstance(error, NotImplementedError):
+            reason = (
+                f"no decoder for the DICOM transfer syntax {syntax} ({error}); install a "
+                f"pydicom pixel-data plugin such as pylibjpeg or python-gdcm"
+            )
+        else:
+            reason = f"corrupt compressed DICOM pixel data ({syntax}: {error})"
+        raise ImageDecodeError(path, reason) from error
     except (ValueError, AttributeError, EOFError) as error:
         raise ImageDecodeError(path, f"truncated or corrupt DICOM pixel data ({error})") from error
 
@@ -330,7 +345,7 @@ def load_grayscale(
     if alpha not in _ALPHA_MODES:
         raise ValueError(f"alpha must be one of {_ALPHA_MODES}, got {alpha!r}")
     file_path = Path(path)
-    image_format = _detect_or_fail(file_path)
+    image_format = detect_file_format(file_path)
     if image_format == "dicom":
         gray = _decode_dicom(file_path)
     else:
@@ -354,7 +369,7 @@ def read_size(path: str | PathLike[str]) -> tuple[int, int]:
         ImageDecodeError: The file is missing, empty, of unknown format or has a corrupt header.
     """
     file_path = Path(path)
-    image_format = _detect_or_fail(file_path)
+    image_format = detect_file_format(file_path)
     if image_format == "dicom":
         import pydicom
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from covid_cxnet_pipeline.imaging.decode import ImageDecodeError, _detect_or_fail
+from covid_cxnet_pipeline.imaging.decode import ImageDecodeError, detect_file_format
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def load_mask(path: str | PathLike[str], foreground_threshold: int = 0) -> np.nd
         ImageDecodeError: The file cannot be decoded.
     """
     file_path = Path(path)
-    image_format = _detect_or_fail(file_path)
+    image_format = detect_file_format(file_path)
     if image_format == "dicom":
         raise ImageDecodeError(file_path, "DICOM files are not supported as lung masks")
     try:
