@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -230,3 +231,36 @@ def folder(path: str) -> str:
     """A configured folder as a relative prefix ending with "/" ("" for the source root)."""
     cleaned = path.strip().strip("/")
     return f"{cleaned}/" if cleaned else ""
+
+
+def archive_images(root: Path, folder: str | None = None) -> list[str]:
+    """Image files of an extracted archive, as sorted member paths relative to ``root``.
+
+    Symbolic links, hidden files and macOS resource forks (``__MACOSX/``, ``._*``) are skipped:
+    archives built on a Mac carry a ``._<name>`` twin of every image.
+
+    Args:
+        root: the folder ``SourceClient.fetch_archive`` returned.
+        folder: keep only files whose parent directory has this name (e.g. ``"CXR_png"``).
+
+    Returns:
+        POSIX member paths such as ``"MontgomerySet/CXR_png/MCUCXR_0001_0.png"``.
+    """
+    found = []
+    for directory, subdirs, files in os.walk(root, followlinks=False):
+        subdirs[:] = [d for d in subdirs if not d.startswith((".", "__MACOSX"))]
+        if folder is not None and Path(directory).name != folder:
+            continue
+        for name in files:
+            path = Path(directory, name)
+            if name.startswith(".") or path.is_symlink() or not path.is_file():
+                continue
+            member = path.relative_to(root).as_posix()
+            if is_image_path(member):
+                found.append(member)
+    return sorted(found)
+
+
+def archive_url(client: SourceClient, archive: str) -> str:
+    """The absolute URL of an archive given as a URL or as a path under the source's base URL."""
+    return archive if archive.startswith(("http://", "https://")) else client.url(archive)

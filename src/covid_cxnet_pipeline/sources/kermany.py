@@ -18,8 +18,13 @@ import pandas as pd
 from covid_cxnet_pipeline.schema import RAW_LABELS
 from covid_cxnet_pipeline.sources.attribution import NOT_COVID_SOURCE
 from covid_cxnet_pipeline.sources.base import SourceAdapter, register
-from covid_cxnet_pipeline.sources.candidates import candidate_frame, candidate_row, setting
-from covid_cxnet_pipeline.sources.nlm_tb import archive_images, archive_url
+from covid_cxnet_pipeline.sources.candidates import (
+    archive_images,
+    archive_url,
+    candidate_frame,
+    candidate_row,
+    setting,
+)
 from covid_cxnet_pipeline.sources.protocol import SourceClient
 
 logger = logging.getLogger(__name__)

@@ -17,13 +17,14 @@ import pandas as pd
 from covid_cxnet_pipeline.sources.attribution import NOT_COVID_SOURCE
 from covid_cxnet_pipeline.sources.base import SourceAdapter, register
 from covid_cxnet_pipeline.sources.candidates import (
+    archive_images,
+    archive_url,
     candidate_frame,
     candidate_row,
     read_metadata_csv,
     setting,
 )
 from covid_cxnet_pipeline.sources.labels import clean_id, nih_label, normalise_sex, parse_age
-from covid_cxnet_pipeline.sources.nlm_tb import archive_images, archive_url
 from covid_cxnet_pipeline.sources.protocol import SourceClient
 
 logger = logging.getLogger(__name__)
