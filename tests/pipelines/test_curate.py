@@ -1,0 +1,113 @@
+"""The curate pipeline on an in-memory catalog: happy path and a failing validation."""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from matplotlib.figure import Figure
+
+from covid_cxnet_pipeline.curation.validation import CurationValidationError
+from covid_cxnet_pipeline.pipelines.curate import create_pipeline
+from covid_cxnet_pipeline.schema import CURATED_EXTRA_COLUMNS, RAW_INDEX_COLUMNS
+from tests.conftest import PROJECT_ROOT
+from tests.curation.builders import raw_row, save_image, synthetic_picture
+
+LABELS = ("normal", "cap", "covid")
+OUTPUTS = (
+    "curated_index",
+    "curation_exclusions",
+    "curation_duplicate_groups",
+    "curation_split_summary",
+    "curation_split_plot",
+    "curation_metrics",
+)
+
+
+@pytest.fixture
+def params(tmp_path) -> dict:
+    text = (PROJECT_ROOT / "conf/base/parameters_curate.yml").read_text()
+    curate = copy.deepcopy(yaml.safe_load(text)["curate"])
+    curate["features"].update(cache_path=str(tmp_path / "cache.parquet"), workers=1)
+    curate["filters"]["quality"].update(min_width=64, min_height=64)
+    curate["split"]["external_sources"] = ["hospital_x"]
+    return curate
+
+
+@pytest.fixture
+def raw_index(tmp_path) -> pd.DataFrame:
+    rows = []
+    for number in range(24):
+        stored = save_image(synthetic_picture(number), tmp_path / f"{number}.png")
+        source = "hospital_x" if number >= 20 else "src_a"
+        rows.append(raw_row(f"{source}:{number}.png", stored, label=LABELS[number % 3]))
+    copy_of_first = synthetic_picture(0).resize((120, 144))
+    stored = save_image(copy_of_first, tmp_path / "copy.jpg", quality=80)
+    rows.append(raw_row("src_b:copy.jpg", stored, label="covid", age=9.0))
+    return pd.DataFrame(rows)
+
+
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so the test can read intermediate outputs."""
+
+    def _release(self) -> None:
+        pass
+
+
+def run(raw_index: pd.DataFrame, params: dict) -> DataCatalog:
+    catalog = DataCatalog(
+        {
+            "raw_index": MemoryDataset(raw_index),
+            "params:curate": MemoryDataset(params),
+            **{name: KeptDataset() for name in OUTPUTS},
+        }
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    return catalog
+
+
+def test_curate_pipeline_produces_curated_index_and_reports(raw_index, params):
+    catalog = run(raw_index, params)
+    curated = catalog["curated_index"].load()
+    exclusions = catalog["curation_exclusions"].load()
+    assert list(curated.columns) == list(RAW_INDEX_COLUMNS) + list(CURATED_EXTRA_COLUMNS)
+    # The pediatric copy of 0.png takes its original with it: both excluded, with reasons.
+    assert exclusions.set_index("image_id")["reason"].to_dict() == {
+        "src_a:0.png": "pediatric_age",
+        "src_b:copy.jpg": "pediatric_age",
+    }
+    assert len(curated) == len(raw_index) - 2
+    assert set(curated.loc[curated["source_id"] == "hospital_x", "split"]) == {"external"}
+    summary = catalog["curation_split_summary"].load()
+    assert summary["count"].sum() == len(curated)
+    assert isinstance(catalog["curation_split_plot"].load(), Figure)
+    metrics = catalog["curation_metrics"].load()
+    assert metrics["kept"] == {"value": float(len(curated)), "step": 0}
+    assert metrics["excluded.pediatric_age"]["value"] == 2.0
+    groups = catalog["curation_duplicate_groups"].load()
+    assert groups["member_image_ids"].tolist() == ["src_a:0.png;src_b:copy.jpg"]
+
+
+def test_curate_pipeline_rejects_a_view_map_outside_the_vocabulary(raw_index, params):
+    params["views"]["map"] = {"PA": "frontal"}
+    with pytest.raises(ValueError, match="curate.views.map"):
+        run(raw_index, params)
+
+
+def test_curate_pipeline_names_leaking_groups(raw_index, params, monkeypatch):
+    # Break the split so that one patient group straddles two splits: validation must say so.
+    from covid_cxnet_pipeline.pipelines.curate import nodes
+
+    def leaky_split(frame, ratios, seed, external_sources=()):
+        split = pd.Series("train", index=frame.index, dtype=object)
+        split[frame.index[frame["patient_group"] == "src_a:same"][0]] = "test"
+        return split
+
+    raw_index.loc[raw_index.index[1:3], "patient_id"] = "same"
+    monkeypatch.setattr(nodes, "assign_splits", leaky_split)
+    with pytest.raises(CurationValidationError, match="patient_group value.*'src_a:same'"):
+        run(raw_index, params)
