@@ -2,8 +2,8 @@
 
 Canonical recipe: gradient of the class score (the pre-activation logit when the output layer
 is a Dense with sigmoid/softmax) with respect to the last convolutional feature maps, averaged
-over space into one weight per channel, weighted sum of the maps, ReLU, scaled to [0, 1] and
-upsampled to the input size.
+over space into one weight per channel, weighted sum of the maps, ReLU, upsampled to the input
+size and scaled to [0, 1].
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 _LOGIT_ACTIVATIONS = ("sigmoid", "softmax", "linear")
+_NOT_A_CHAIN = (
+    "model {name!r} is not a simple chain of layers around its nested backbone; build it flat "
+    "(backbone.output feeding the head) or pass layer_path naming a top-level layer"
+)
 
 
 class GradCamError(ValueError):
@@ -125,7 +129,12 @@ def _features_and_head_input(model, path, use_logits, tensor):
         features, head_input = probe(tensor, training=False)
         return features, head_input
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    return _run_chain(layers[:-1] if use_logits else layers, path, tensor)
+    try:
+        return _run_chain(layers[:-1] if use_logits else layers, path, tensor)
+    except GradCamError:
+        raise
+    except Exception as error:  # a layer fed the wrong tensor: the graph is not a chain
+        raise GradCamError(_NOT_A_CHAIN.format(name=model.name)) from error
 
 
 def _run_chain(layers, path, tensor):
@@ -153,10 +162,7 @@ def _check_chain(model, tensor, scores_source, head, use_logits) -> None:
     reproduced = head.activation(scores_source) if use_logits else scores_source
     expected = model(tensor, training=False)
     if not np.allclose(np.asarray(reproduced), np.asarray(expected), atol=1e-4):
-        raise GradCamError(
-            f"model {model.name!r} is not a simple chain around its nested backbone; build it "
-            "flat (backbone.output feeding the head) or pass layer_path of a top-level layer"
-        )
+        raise GradCamError(_NOT_A_CHAIN.format(name=model.name))
 
 
 def _classes(scores, class_index, count: int, use_logits: bool) -> np.ndarray:
@@ -181,10 +187,11 @@ def _class_scores(scores, classes: np.ndarray, use_logits: bool):
 
 
 def _normalise_and_resize(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    peak = float(cam.max())
-    cam = cam / peak if peak > 0 else np.zeros_like(cam)
+    # Upsample first, then scale, so every non-empty heatmap peaks at exactly 1.
     resized = cv2.resize(cam.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    return np.clip(resized, 0.0, 1.0)
+    resized = np.maximum(resized, 0.0)
+    peak = float(resized.max())
+    return resized / peak if peak > 0 else np.zeros_like(resized)
 
 
 def overlay_heatmap(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
