@@ -30,6 +30,14 @@ def write_png(path: Path, level: int, seed: int, size: int = SIZE) -> Path:
     return path
 
 
+def damage_inside(path: Path) -> None:
+    """Flip bytes in the middle of a PNG's compressed data; signature and IEND stay intact."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(255 - value for value in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+
+
 def make_index(
     folder: Path,
     split_labels: dict[str, Sequence[str]] = SPLIT_LABELS,

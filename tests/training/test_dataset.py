@@ -16,7 +16,7 @@ from covid_cxnet_pipeline.training.dataset import (
     output_class_names,
     split_rows,
 )
-from tests.training.conftest import LEVEL, make_index, write_png
+from tests.training.conftest import LEVEL, damage_inside, make_index, write_png
 
 CLASSES = ["normal", "cap", "covid"]
 AUGMENT = {"enabled": True, "rotation_degrees": 10, "zoom": 0.1, "shift": 0.05, "brightness": 0.1}
@@ -179,3 +179,11 @@ def test_class_weights_reject_absent_class():
     )
     with pytest.raises(ValueError, match="cap"):
         class_weights(index, "train", "multiclass", CLASSES)
+
+
+def test_deep_check_names_a_png_damaged_inside(tmp_path):
+    index = make_index(tmp_path / "d", {"train": ["normal", "cap"]})
+    damage_inside(tmp_path / "d" / "train-1-cap.png")
+    check_image_files(index["path"])  # the cheap check cannot see inside
+    with pytest.raises(ValueError, match="train-1-cap.png"):
+        check_image_files(index["path"], deep=True)

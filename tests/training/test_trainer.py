@@ -12,7 +12,7 @@ from covid_cxnet_pipeline.training.trainer import (
     predict_split,
     train_model,
 )
-from tests.training.conftest import make_index, tiny_model
+from tests.training.conftest import damage_inside, make_index, tiny_model
 
 CLASSES = ["normal", "cap", "covid"]
 BINARY = ["not_covid", "covid"]
@@ -107,3 +107,25 @@ def test_monitor_must_be_a_validation_metric(tiny_index):
         train_model(tiny_model(1), train_ds, val_ds, epochs=1, learning_rate=0.01, monitor="auc")
     with pytest.raises(ValueError, match="val_f1"):
         train_model(tiny_model(1), train_ds, val_ds, epochs=1, learning_rate=0.01, monitor="val_f1")
+
+
+def test_dataset_model_mismatch_is_explained(tiny_index):
+    binary_ds = _ds(tiny_index, "validation", "binary", BINARY)
+    with pytest.raises(ValueError, match="1 column"):
+        predict_split(tiny_model(3), binary_ds)
+    with pytest.raises(ValueError, match="expects"):
+        predict_split(tiny_model(1, size=48), binary_ds)
+
+
+def test_png_damaged_inside_gives_a_hint_not_a_bare_tf_error(tmp_path):
+    index = make_index(tmp_path / "bad", {"train": ["normal", "covid"], "validation": ["covid"]})
+    damage_inside(tmp_path / "bad" / "train-1-covid.png")
+    with pytest.raises(ValueError, match="deep=True"):
+        train_model(
+            tiny_model(1),
+            _ds(index, "train", "binary", BINARY),
+            _ds(index, "validation", "binary", BINARY),
+            epochs=1,
+            learning_rate=0.01,
+            monitor="val_loss",
+        )

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from PIL import Image
 from sklearn.utils.class_weight import compute_class_weight
 
 from covid_cxnet_pipeline.schema import CLASS_LABELS, SPLITS
@@ -133,15 +134,17 @@ def output_class_names(task: str, classes: Sequence[str]) -> list[str]:
     return [f"not_{class_list[-1]}", class_list[-1]]
 
 
-def check_image_files(paths: Iterable[str]) -> None:
+def check_image_files(paths: Iterable[str], deep: bool = False) -> None:
     """Cheaply check that every PNG exists and is complete, before TensorFlow touches it.
 
     Reads only the 8-byte signature and the last bytes (the IEND chunk) of each file, so it
     costs two small reads per image while turning TensorFlow's anonymous decode errors into a
-    message that names the files.
+    message that names the files. ``deep=True`` also decodes every image fully (slow; for
+    hunting a file that is damaged inside).
 
     Args:
         paths: PNG paths.
+        deep: Decode each image completely as well.
 
     Raises:
         FileNotFoundError: If any file is missing (lists up to five, with the total count).
@@ -159,7 +162,8 @@ def check_image_files(paths: Iterable[str]) -> None:
         except FileNotFoundError:
             missing.append(str(path))
             continue
-        if head != _PNG_SIGNATURE or _PNG_IEND not in tail:
+        complete = head == _PNG_SIGNATURE and _PNG_IEND in tail
+        if not complete or (deep and not _decodes(str(path))):
             corrupt.append(str(path))
     if missing:
         raise FileNotFoundError(
@@ -170,6 +174,15 @@ def check_image_files(paths: Iterable[str]) -> None:
             f"{len(corrupt)} model-ready image(s) are not complete PNG files, e.g. "
             f"{corrupt[:5]}. {_REGENERATE_HINT}"
         )
+
+
+def _decodes(path: str) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _as_size(image_size: int | Sequence[int]) -> tuple[int, int]:

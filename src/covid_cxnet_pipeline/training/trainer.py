@@ -28,6 +28,35 @@ def _is_binary(model: keras.Model) -> bool:
     return units == 1
 
 
+def check_compatible(model: keras.Model, ds: tf.data.Dataset, name: str) -> None:
+    """Fail early, with both shapes named, when a dataset does not fit the model.
+
+    Args:
+        model: The classifier.
+        ds: ``(images, labels)`` batches.
+        name: What the dataset is (``train``, ``validation``...), for the message.
+
+    Raises:
+        ValueError: If the image shape or the label width differ from the model's input/output.
+    """
+    image_spec, label_spec = ds.element_spec
+    model_input = tuple(model.inputs[0].shape[1:])
+    data_input = tuple(image_spec.shape[1:])
+    if model_input != data_input:
+        raise ValueError(
+            f"The {name} images are {data_input} but the model expects {model_input}: set the "
+            "dataset image_size/channels and the model input_size/channels to the same values."
+        )
+    model_output = int(model.outputs[0].shape[-1])
+    label_width = label_spec.shape[-1]
+    if label_width is not None and int(label_width) != model_output:
+        raise ValueError(
+            f"The {name} labels have {label_width} column(s) but the model has {model_output} "
+            "output(s): binary tasks need a 1-unit model (n_classes 2), multiclass one unit "
+            "per class."
+        )
+
+
 def monitor_mode(monitor: str) -> str:
     """``min`` for losses, ``max`` for every other metric (accuracy, AUC)."""
     return "min" if monitor.endswith("loss") else "max"
@@ -83,6 +112,16 @@ class _EpochLogger(keras.callbacks.Callback):
             )
         summary = ", ".join(f"{key}={float(value):.4f}" for key, value in sorted(logs.items()))
         logger.info("Epoch %d: %s", epoch + 1, summary)
+
+
+def _input_error(error: tf.errors.InvalidArgumentError) -> ValueError:
+    # TensorFlow's decode errors do not say which file failed; point at the deep check.
+    return ValueError(
+        f"TensorFlow rejected an input element ({error.message.splitlines()[0]}). A model-ready "
+        "PNG is probably corrupt inside (its header and end looked fine): run "
+        "covid_cxnet_pipeline.training.dataset.check_image_files(index['path'], deep=True) to "
+        "name it, then re-run the preprocess pipeline."
+    )
 
 
 def best_epoch_from_history(history: Mapping[str, Sequence[float]], monitor: str) -> int:
@@ -153,6 +192,8 @@ def train_model(
         )
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    check_compatible(model, train_ds, "training")
+    check_compatible(model, val_ds, "validation")
     compile_classifier(model, learning_rate, label_smoothing)
     mode = monitor_mode(monitor)
     with tempfile.TemporaryDirectory(prefix="cxnet-ckpt-") as scratch:
@@ -182,16 +223,19 @@ def train_model(
                 )
             )
         callbacks.extend(callbacks_extra)
-        fit = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=int(epochs),
-            class_weight=dict(class_weight) if class_weight else None,
-            callbacks=callbacks,
-            # The datasets shuffle themselves (seeded); Keras' own flag would only warn.
-            shuffle=False,
-            verbose=0,
-        )
+        try:
+            fit = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=int(epochs),
+                class_weight=dict(class_weight) if class_weight else None,
+                callbacks=callbacks,
+                # The datasets shuffle themselves (seeded); Keras' own flag would only warn.
+                shuffle=False,
+                verbose=0,
+            )
+        except tf.errors.InvalidArgumentError as error:
+            raise _input_error(error) from error
         history = {key: [float(value) for value in values] for key, values in fit.history.items()}
         best_epoch = best_epoch_from_history(history, monitor)
         if checkpoint_path.exists():
@@ -229,12 +273,16 @@ def predict_split(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, 
         class probability ``(n,)``; for a multiclass model, indices ``(n,)`` and
         probabilities ``(n, k)``.
     """
+    check_compatible(model, ds, "prediction")
     binary = _is_binary(model)
     truths: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
-    for images, labels in ds:
-        probabilities.append(np.asarray(model.predict_on_batch(images), dtype=np.float64))
-        truths.append(np.asarray(labels))
+    try:
+        for images, labels in ds:
+            probabilities.append(np.asarray(model.predict_on_batch(images), dtype=np.float64))
+            truths.append(np.asarray(labels))
+    except tf.errors.InvalidArgumentError as error:
+        raise _input_error(error) from error
     if not truths:
         raise ValueError("The dataset yielded no batch to predict")
     y_true = np.concatenate(truths)
