@@ -143,3 +143,13 @@ def test_nested_model_that_is_not_a_chain_is_refused():
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(merged))
     with pytest.raises(GradCamError, match="not a simple chain"):
         grad_cam(model, _images(1))
+
+
+def test_saved_and_reloaded_classifier_gives_the_same_heatmaps(tmp_path):
+    config = {"backbone": "covid_cxnet", "input_size": 32, "n_classes": 2, "init": "random"}
+    model = build_classifier({**config, "densenet_blocks": [1, 1, 1, 1], "seed": 0}).model
+    model.save(tmp_path / "classifier.keras")
+    reloaded = keras.models.load_model(tmp_path / "classifier.keras")
+    images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert find_last_conv_layer(reloaded) == ("relu",)
+    np.testing.assert_allclose(grad_cam(reloaded, images), grad_cam(model, images), atol=1e-6)
