@@ -169,3 +169,31 @@ def test_validation_rejects_duplicated_ids_and_remaining_children(raw_index, cur
     lacking = curated.drop(columns="patient_group")
     with pytest.raises(CurationValidationError, match="patient_group"):
         validate_curated_index(lacking, curate_params["filters"])
+
+
+def test_a_patient_linked_to_an_external_source_follows_it_into_external():
+    frame = pd.DataFrame(
+        {
+            "source_id": ["hospital_x", "src_a", "src_a", "src_a"],
+            "patient_group": ["g1", "g1", "g2", "g3"],
+            "label": ["covid", "covid", "normal", "cap"],
+        }
+    )
+    split = assign_splits(frame, {"train": 1, "validation": 1, "test": 1}, 0, ["hospital_x"])
+    assert split.tolist()[:2] == ["external", "external"]
+    assert set(split.tolist()[2:]) <= {"train", "validation", "test"}
+
+
+def test_copies_with_conflicting_labels_are_all_excluded(tmp_path, curate_params):
+    picture = synthetic_picture(9)
+    rows = [
+        raw_row("src_a:x.png", save_image(picture, tmp_path / "x.png"), label="covid"),
+        raw_row("src_b:x.jpg", save_image(picture, tmp_path / "x.jpg"), label="normal"),
+        raw_row("src_c:x.png", save_image(picture, tmp_path / "c" / "x.png"), label="other"),
+    ]
+    _, exclusions, _ = run_curation(pd.DataFrame(rows), curate_params)
+    assert exclusions.set_index("image_id")["reason"].to_dict() == {
+        "src_a:x.png": "label_conflict",
+        "src_b:x.jpg": "label_conflict",
+        "src_c:x.png": "label_conflict",
+    }
