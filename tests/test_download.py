@@ -384,3 +384,23 @@ def test_fetch_many_stores_local_files_without_network(tmp_path):
     stored = batch.stored["k"]
     assert (stored.width, stored.height, stored.bytes_transferred) == (9, 8, 0)
     assert stored.path.suffix == ".png" and local.exists()
+
+
+def test_fetch_many_removes_only_stale_partials(tmp_path):
+    import os
+
+    store = ImageStore(tmp_path / "store")
+    store.staging_dir.mkdir(parents=True)
+    stale = store.staging_dir / ".old.png.abc.part"
+    fresh = store.staging_dir / ".new.png.def.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    fetch_many(
+        [FetchRequest(key="k", url="", name="x.png", local_path=str(tmp_path / "absent.png"))],
+        store,
+        UrlLedger(tmp_path / "ledger.jsonl"),
+        progress=False,
+    )
+    assert not stale.exists() and fresh.exists()

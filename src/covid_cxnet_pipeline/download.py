@@ -15,9 +15,10 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -581,6 +582,7 @@ def fetch_many(
     if not by_source:
         return result
     store.staging_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(store.staging_dir)
 
     def work(request: FetchRequest) -> StoredFile:
         return _fetch_one(
@@ -601,7 +603,7 @@ def fetch_many(
         }
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 group = futures[future]
                 try:
@@ -640,6 +642,21 @@ def fetch_many(
         result.bytes_transferred,
     )
     return result
+
+
+def _remove_stale_partials(folder: Path, older_than_s: float = 3600.0) -> None:
+    """Delete temporary files a killed run left behind (a live download touches its file often).
+
+    Only old ones go: another batch (the mask download, say) may be writing to the same folder.
+    """
+    cutoff = time.time() - older_than_s
+    for path in folder.glob("*.part"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                logger.info("removed a partial download left by an interrupted run: %s", path)
+        except OSError:
+            continue
 
 
 def _without_bytes(stored: StoredFile) -> StoredFile:
