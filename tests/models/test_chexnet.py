@@ -59,7 +59,7 @@ def test_loads_keras2_layout_file_after_sha256_check(tiny_chexnet_file):
         "chexnet", _cfg(path, sha256_of(path)), False, input_shape=SHAPE, blocks=TINY_BLOCKS
     )
     assert init.used == "chexnet"
-    assert str(path) in init.reason
+    assert str(path) in init.reason and sha256_of(path) in init.reason
     loaded, expected = _weights_by_layer(init.backbone), _weights_by_layer(written)
     assert loaded.keys() == expected.keys()
     for name, values in expected.items():

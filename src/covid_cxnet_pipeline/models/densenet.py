@@ -179,11 +179,11 @@ def resolve_initialisation(
                 load_chexnet_backbone,
             )
 
-            path = fetch_weights_file(
-                weights_cfg.get("chexnet") or {}, "CheXNet", config_key="weights.chexnet"
-            )
+            chexnet_cfg = weights_cfg.get("chexnet") or {}
+            path = fetch_weights_file(chexnet_cfg, "CheXNet", config_key="weights.chexnet")
             backbone = load_chexnet_backbone(path, input_shape, blocks, input_scaling)
-            return Initialisation(backbone, "chexnet", f"weights from {path}")
+            digest = str(chexnet_cfg.get("sha256")).lower()
+            return Initialisation(backbone, "chexnet", f"weights from {path} (sha256 {digest})")
         if tuple(blocks) != DENSENET121_BLOCKS:
             raise ValueError(f"ImageNet weights exist only for DenseNet-121, not blocks {blocks}")
         backbone = build_imagenet_backbone(input_shape, weights_cfg.get("imagenet"), input_scaling)
