@@ -33,6 +33,18 @@ logger = logging.getLogger(__name__)
 _ROW_FEATURES = ("decode_error", "decoded_width", "decoded_height", "gray_std")
 
 
+def _config(config_class: type, settings: dict[str, Any], key: str):
+    """Build a config dataclass, naming the parameter block when a key is unknown."""
+    known = set(config_class.__dataclass_fields__)
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(
+            f"curate.{key} has unknown keys {unknown} (known: {sorted(known)}); "
+            "fix conf/base/parameters_curate.yml or your --params"
+        )
+    return config_class(**settings)
+
+
 def harmonise(raw_index: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     """Harmonise labels, views, ages and patient ids of the raw index.
 
@@ -62,7 +74,9 @@ def image_features(index: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     settings = dict(params["features"])
     cache_path = settings.pop("cache_path", None)
     workers = int(settings.pop("workers", 1))
-    return compute_features(index, FeatureConfig(**settings), cache_path, workers)
+    return compute_features(
+        index, _config(FeatureConfig, settings, "features"), cache_path, workers
+    )
 
 
 def duplicate_pairs(features: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
@@ -75,7 +89,7 @@ def duplicate_pairs(features: pd.DataFrame, params: dict[str, Any]) -> pd.DataFr
     Returns:
         One row per confirmed pair (sha256_a, sha256_b, hamming, correlation).
     """
-    return find_duplicate_pairs(features, DedupConfig(**params["dedup"]))
+    return find_duplicate_pairs(features, _config(DedupConfig, params["dedup"], "dedup"))
 
 
 def group_images(
