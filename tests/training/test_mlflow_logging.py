@@ -15,13 +15,16 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from covid_cxnet_pipeline.training.dataset import make_dataset
 from covid_cxnet_pipeline.training.mlflow_logging import (
+    MlflowEpochLogger,
     dataframe_digest,
     learning_curve_figure,
     log_dataset_digest,
     log_history,
     log_keras_model,
 )
+from covid_cxnet_pipeline.training.trainer import train_model
 from tests.training.conftest import tiny_model
 
 HISTORY = {"loss": [0.9, 0.7, 0.6], "val_loss": [0.8, 0.75, 0.9], "val_auc": [0.6, 0.7, 0.65]}
@@ -122,3 +125,31 @@ def test_learning_curve_figure_has_one_panel_per_metric():
     assert titles == ["auc", "loss"]
     loss_axis = next(axis for axis in figure.axes if axis.get_title() == "loss")
     assert len(loss_axis.get_lines()) == 2
+
+
+def test_epoch_logger_callback_logs_live_during_fit(tracking, tiny_index):
+    def dataset(split):
+        return make_dataset(
+            tiny_index,
+            split,
+            "binary",
+            ["not_covid", "covid"],
+            32,
+            batch_size=4,
+            shuffle=False,
+            seed=0,
+        )
+
+    with mlflow.start_run() as run:
+        _, history, _ = train_model(
+            tiny_model(1),
+            dataset("train"),
+            dataset("validation"),
+            epochs=2,
+            learning_rate=0.01,
+            monitor="val_loss",
+            callbacks_extra=[MlflowEpochLogger("live_")],
+        )
+    logged = tracking.get_metric_history(run.info.run_id, "live_val_loss")
+    assert [metric.step for metric in logged] == [1, 2]
+    np.testing.assert_allclose([metric.value for metric in logged], history["val_loss"])

@@ -57,6 +57,35 @@ def log_history(history: Mapping[str, Sequence[float]], prefix: str = "") -> int
     return logged
 
 
+class MlflowEpochLogger(keras.callbacks.Callback):
+    """Keras callback logging each epoch's metrics as it ends (step = epoch number from 1).
+
+    For long runs, so the MLflow UI shows the curves while training. Pass it in
+    ``train_model(..., callbacks_extra=[MlflowEpochLogger("binary_")])`` and then do not call
+    :func:`log_history` with the same prefix (the values would be logged twice). Without an
+    active run it warns once and logs nothing.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self.prefix = prefix
+        self._warned = False
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        if mlflow.active_run() is None:
+            if not self._warned:
+                _active_run_or_warn("per-epoch metrics")
+                self._warned = True
+            return
+        metrics = {
+            f"{self.prefix}{name}": float(value)
+            for name, value in (logs or {}).items()
+            if np.isfinite(float(value))
+        }
+        if metrics:
+            mlflow.log_metrics(metrics, step=epoch + 1)
+
+
 def _pip_requirements() -> list[str]:
     # Pinning the requirements ourselves skips MLflow's inference, which re-imports the model
     # in a subprocess (tens of seconds with TensorFlow) and warns when it cannot.
