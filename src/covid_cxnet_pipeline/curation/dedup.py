@@ -103,7 +103,7 @@ def hamming_pairs(
     Args:
         words: ``(N, W)`` uint64 packed hashes.
         max_distance: largest distance kept, in bits.
-        block_size: rows compared at once; bounds memory to ``block_size * N * W`` words.
+        block_size: rows compared at once; bounds memory to ``block_size * N`` int32 distances.
 
     Returns:
         Arrays ``i``, ``j`` and ``distance`` of the kept pairs.
@@ -112,15 +112,15 @@ def hamming_pairs(
     found_i, found_j, found_d = [], [], []
     for start in range(0, count, block_size):
         block = words[start : start + block_size]
-        distance = np.zeros((len(block), count), dtype=np.int32)
+        later = words[start:]  # pairs with earlier rows were found by earlier blocks
+        distance = np.zeros((len(block), len(later)), dtype=np.int32)
         for w in range(words.shape[1]):
-            distance += np.bitwise_count(block[:, w, None] ^ words[None, :, w]).astype(np.int32)
+            distance += np.bitwise_count(block[:, w, None] ^ later[None, :, w]).astype(np.int32)
         rows, cols = np.nonzero(distance <= max_distance)
-        rows = rows + start
         keep = cols > rows
-        found_i.append(rows[keep])
-        found_j.append(cols[keep])
-        found_d.append(distance[rows[keep] - start, cols[keep]])
+        found_i.append(rows[keep] + start)
+        found_j.append(cols[keep] + start)
+        found_d.append(distance[rows[keep], cols[keep]])
     if not found_i:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
