@@ -116,6 +116,11 @@ def test_log_keras_model_with_signature_loads_back(tracking):
     assert info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 3)
     reloaded = mlflow.keras.load_model(uri)
     np.testing.assert_allclose(reloaded.predict_on_batch(example), model.predict_on_batch(example))
+    # The generic pyfunc flavour (what `predict` with an MLflow URI would use) agrees too.
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    np.testing.assert_allclose(
+        np.asarray(pyfunc.predict(example)), model.predict_on_batch(example), atol=1e-6
+    )
 
 
 def test_learning_curve_figure_has_one_panel_per_metric():
