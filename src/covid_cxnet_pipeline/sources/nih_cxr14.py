@@ -21,22 +21,13 @@ from covid_cxnet_pipeline.sources.candidates import (
     archive_url,
     candidate_frame,
     candidate_row,
-    read_metadata_csv,
     setting,
 )
 from covid_cxnet_pipeline.sources.labels import clean_id, nih_label, normalise_sex, parse_age
+from covid_cxnet_pipeline.sources.nih_metadata_txv import read_nih_labels
 from covid_cxnet_pipeline.sources.protocol import SourceClient
 
 logger = logging.getLogger(__name__)
-
-REQUIRED_COLUMNS = (
-    "Image Index",
-    "Finding Labels",
-    "Patient ID",
-    "Patient Age",
-    "Patient Gender",
-    "View Position",
-)
 
 
 def read_data_entry(path: Path, source_id: str) -> dict[str, dict[str, str]]:
@@ -52,14 +43,8 @@ def read_data_entry(path: Path, source_id: str) -> dict[str, dict[str, str]]:
     Raises:
         ValueError: a required column is missing.
     """
-    table = read_metadata_csv(path)
-    missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
-    if missing:
-        raise ValueError(
-            f"{source_id}: {path} lacks the NIH columns {missing}; is "
-            f"ingest.sources.{source_id}.metadata_path the Data_Entry_2017 label file?"
-        )
-    return {row["Image Index"].strip(): row for row in table.to_dict(orient="records")}
+    table = read_nih_labels(path, source_id)
+    return dict(zip(table.index, table.to_dict(orient="records"), strict=True))
 
 
 @register

@@ -47,8 +47,8 @@ def read_nih_labels(path: Path, source_id: str) -> pd.DataFrame:
     missing = [column for column in NIH_COLUMNS if column not in labels.columns]
     if missing:
         raise ValueError(
-            f"{source_id}: {path} lacks the NIH label columns {missing}; is it "
-            "Data_Entry_2017*.csv from ChestX-ray14?"
+            f"{source_id}: {path} lacks the NIH columns {missing}; does "
+            f"ingest.sources.{source_id} point at Data_Entry_2017*.csv from ChestX-ray14?"
         )
     labels["Image Index"] = labels["Image Index"].str.strip()
     labels = labels.drop_duplicates("Image Index")
