@@ -496,8 +496,8 @@ def evaluation_report(
         f"{int(params['bootstrap']['confidence'] * 100)}% percentile bootstrap CIs, "
         f"{params['bootstrap']['n_resamples']} stratified resamples (seed "
         f"{params['bootstrap']['seed']}); loss is the mean cross-entropy without smoothing.",
-        "Figures are MLflow artefacts beside this report (figures/); on disk they are the "
-        "versioned datasets in data/08_reporting/<pipeline>/figures/ of the same run.",
+        "Figures sit beside this report in figures/ (MLflow artefacts of the run that wrote "
+        "it; on disk, data/08_reporting/<pipeline>/ holds the latest run's report).",
     ]
     tables = {"Confusion matrix (" + split + ")": confusion_wide}
     if not operating_point.empty:

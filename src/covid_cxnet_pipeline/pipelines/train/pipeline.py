@@ -1,0 +1,91 @@
+"""Wiring of the modular training pipeline: a template, instanced once per task with a namespace.
+
+``create_pipeline`` returns the template (plain dataset names); ``create_training_instance``
+prefixes it with a namespace (``train_binary``, ``train_multiclass``) while sharing
+``model_input_index`` and the ``train``, ``evaluate`` and ``preprocess`` parameters. The
+evaluation stage is the evaluate pipeline's template, included here, not copied.
+"""
+
+from kedro.pipeline import Node, Pipeline, pipeline
+
+from covid_cxnet_pipeline.pipelines.evaluate.pipeline import create_evaluation_template
+from covid_cxnet_pipeline.pipelines.train import nodes
+
+SHARED_INPUTS = {"model_input_index", "histogram_reference", "unet_model"}
+SHARED_PARAMETERS = {"params:train", "params:evaluate", "params:preprocess"}
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """The training template: configure, train, card, log, evaluate, repeat over seeds.
+
+    Returns:
+        The un-namespaced template; it reads ``model_input_index``, ``histogram_reference``
+        and ``unet_model`` (preprocess outputs, replayed by predict), ``params:train`` (shared
+        defaults), ``params:training`` (the instance's overrides), ``params:evaluate`` and
+        ``params:preprocess``.
+    """
+    training = Pipeline(
+        [
+            Node(
+                nodes.resolve_training_config,
+                ["params:train", "params:training"],
+                "config",
+                name="resolve_training_config",
+            ),
+            Node(
+                nodes.train_classifier,
+                ["model_input_index", "config"],
+                ["model", "training_history", "training_info"],
+                name="train_classifier",
+            ),
+            Node(
+                nodes.build_model_card,
+                {
+                    "config": "config",
+                    "training_info": "training_info",
+                    "model_input_index": "model_input_index",
+                    "preprocess_params": "params:preprocess",
+                    "histogram_reference": "histogram_reference",
+                    "unet_model": "unet_model",
+                },
+                ["model_card", "unet"],
+                name="build_model_card",
+            ),
+            Node(
+                nodes.log_training_run,
+                ["model", "model_card", "unet", "training_info", "model_input_index"],
+                "mlflow_model_uri",
+                name="log_training_run",
+            ),
+            Node(
+                nodes.train_repeat_seeds,
+                ["model_input_index", "config"],
+                "repeat_runs",
+                name="train_repeat_seeds",
+            ),
+            Node(
+                nodes.summarise_over_seeds,
+                ["evaluation_metrics", "repeat_runs", "config"],
+                ["seeds_summary", "seeds_mlflow"],
+                name="summarise_over_seeds",
+            ),
+        ]
+    )
+    return training + create_evaluation_template()
+
+
+def create_training_instance(namespace: str) -> Pipeline:
+    """One training instance, e.g. ``train_binary``.
+
+    Args:
+        namespace: the instance name; its parameters live under ``<namespace>.training``.
+
+    Returns:
+        The template with datasets and ``params:training`` prefixed by ``namespace``.
+    """
+    return pipeline(
+        create_pipeline(),
+        namespace=namespace,
+        inputs=SHARED_INPUTS,
+        parameters=SHARED_PARAMETERS,
+    )

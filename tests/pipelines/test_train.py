@@ -1,0 +1,207 @@
+"""Tests of the modular training pipeline: one-epoch runs of both instances on tiny images,
+MLflow logging into a temporary SQLite store, same-seed reproducibility and config errors."""
+
+from __future__ import annotations
+
+import copy
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from covid_cxnet_pipeline.models.unet import build_unet
+from covid_cxnet_pipeline.pipelines.train import nodes
+from covid_cxnet_pipeline.pipelines.train.pipeline import create_pipeline, create_training_instance
+from tests.pipelines.test_evaluate import PARAMS as EVALUATE_PARAMS
+from tests.training.conftest import make_index
+
+SIZE = 32
+TRAIN_DEFAULTS = {
+    "backbone": "base_cnn",
+    "init": "random",
+    "allow_init_fallback": True,
+    "weights": {},
+    "input_size": SIZE,
+    "channels": 3,
+    "base_cnn": {"conv_layers": 2, "filters": 4, "dense_units": [4]},
+    "epochs": 1,
+    "batch_size": 4,
+    "learning_rate": 1.0e-2,
+    "label_smoothing": 0.1,
+    "class_weighting": "balanced",
+    "augment": {"enabled": True, "rotation_degrees": 5, "brightness": 0.05},
+    "early_stopping_patience": 2,
+    "monitor": "val_loss",
+    "seed": 7,
+    "n_seeds": 1,
+    "seeds_confidence": 0.95,
+    "op_determinism": True,
+    "cache": False,
+}
+BINARY = {"name": "train_binary", "task": "binary", "classes": ["not_covid", "covid"]}
+MULTICLASS = {
+    "name": "train_multiclass",
+    "task": "multiclass",
+    "classes": ["normal", "cap", "covid"],
+}
+PREPROCESS = {
+    "use_lung_roi": True,
+    "lung_mask": {"threshold": 0.5},
+    "roi": {"margin": 0.05},
+    "resize": {"size": [SIZE, SIZE], "keep_aspect": False},
+    "histogram_matching": {"enabled": True},
+    "channels": ["original", "clahe", "beasf"],
+    "enhance": {"clahe_clip_limit": 2.0, "clahe_tile_grid_size": [8, 8], "beasf_gamma": 1.5},
+}
+HISTOGRAM = {"histogram": [1.0 / 256] * 256, "digest": "uniform", "n_images": 8}
+SPLIT_LABELS = {
+    "train": ["normal"] * 3 + ["cap"] * 3 + ["covid"] * 3,
+    "validation": ["normal", "cap", "covid", "covid"],
+    "test": ["normal", "cap", "covid", "covid"],
+}
+
+
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner does not release, so the test can read it after the run."""
+
+    def _release(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def model_input_index(tmp_path_factory) -> pd.DataFrame:
+    index = make_index(tmp_path_factory.mktemp("train_images"), SPLIT_LABELS, size=SIZE)
+    # An "other" image is left out by both tasks, not an error.
+    return pd.concat([index, index.iloc[[0]].assign(image_id="other", label="other")])
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return build_unet((16, 16, 1), levels=1, base_filters=2)
+
+
+def evaluate_params() -> dict:
+    params = copy.deepcopy(EVALUATE_PARAMS)
+    params["gradcam"]["per_class"] = 1
+    params["bootstrap"]["n_resamples"] = 50
+    return params
+
+
+def run_instance(namespace, overrides, index, unet, defaults=TRAIN_DEFAULTS):
+    catalog = DataCatalog(
+        {
+            "model_input_index": MemoryDataset(index),
+            "histogram_reference": MemoryDataset(HISTOGRAM),
+            "unet_model": MemoryDataset(unet, copy_mode="assign"),
+            "params:train": MemoryDataset(defaults),
+            f"params:{namespace}.training": MemoryDataset(overrides),
+            "params:evaluate": MemoryDataset(evaluate_params()),
+            "params:preprocess": MemoryDataset(PREPROCESS),
+            f"{namespace}.model": KeptDataset(copy_mode="assign"),
+            f"{namespace}.unet": KeptDataset(copy_mode="assign"),
+            f"{namespace}.model_card": KeptDataset(),
+            f"{namespace}.training_history": KeptDataset(),
+        }
+    )
+    outputs = SequentialRunner().run(create_training_instance(namespace), catalog)
+    return catalog, outputs
+
+
+def test_binary_instance_trains_evaluates_and_logs_to_mlflow(
+    model_input_index, unet, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    defaults = {**TRAIN_DEFAULTS, "n_seeds": 2}
+    try:
+        with mlflow.start_run() as run:
+            catalog, outputs = run_instance(
+                "train_binary", BINARY, model_input_index, unet, defaults
+            )
+    finally:
+        mlflow.set_tracking_uri(None)
+    card = catalog["train_binary.model_card"].load()
+    assert card["class_names"] == ["not_covid", "covid"]
+    assert card["input_size"] == [SIZE, SIZE]
+    assert card["init_used"] == "random"
+    assert card["preprocessing"]["histogram_reference"]["digest"] == "uniform"
+    assert len(card["preprocessing"]["unet_weights_sha256"]) == 64
+    history = catalog["train_binary.training_history"].load()
+    assert set(history) >= {"loss", "val_loss", "auc", "val_auc"}
+    report = outputs["train_binary.evaluation_report"].load()
+    assert "## Confidence intervals" in report
+    summary = outputs["train_binary.seeds_summary"].load()
+    assert summary.set_index("metric").loc["accuracy", "n"] == 2
+    assert summary["seeds"].iloc[0] == "7,8"
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        client = mlflow.MlflowClient()
+        data = client.get_run(run.info.run_id).data
+        model_uri = outputs["train_binary.mlflow_model_uri"].load()
+        info = mlflow.models.get_model_info(model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert data.params["train_binary.init_used"] == "random"
+    assert data.tags["train_binary.init_used"] == "random"
+    assert "model_input_index_sha256" in data.params
+    assert "train_binary.val_loss" in data.metrics
+    assert info.metadata["model_card"]["class_names"] == ["not_covid", "covid"]
+    assert info.metadata["model_card"]["unet_model_uri"].startswith("models:/")
+    assert info.signature is not None
+
+
+def test_multiclass_instance_trains_without_mlflow(model_input_index, unet):
+    catalog, outputs = run_instance("train_multiclass", MULTICLASS, model_input_index, unet)
+    card = catalog["train_multiclass.model_card"].load()
+    assert card["class_names"] == ["normal", "cap", "covid"]
+    model = catalog["train_multiclass.model"].load()
+    assert model.output_shape == (None, 3)
+    assert outputs["train_multiclass.mlflow_model_uri"].load() == ""
+    assert outputs["train_multiclass.seeds_summary"].load()["n"].max() == 1
+
+
+def test_same_seed_gives_same_model(model_input_index):
+    config = nodes.resolve_training_config(TRAIN_DEFAULTS, {**BINARY, "epochs": 2})
+    first, first_history, _ = nodes.train_classifier(model_input_index, config)
+    second, second_history, _ = nodes.train_classifier(model_input_index, config)
+    assert first_history == second_history
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = nodes.resolve_training_config(TRAIN_DEFAULTS, {**BINARY, "epochs": 2, "seed": 8})
+    third, _, _ = nodes.train_classifier(model_input_index, other)
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(first.get_weights(), third.get_weights(), strict=True)
+    )
+
+
+def test_config_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="lack"):
+        nodes.resolve_training_config({"backbone": "base_cnn"}, BINARY)
+    with pytest.raises(ValueError, match="class_weighting"):
+        nodes.resolve_training_config(TRAIN_DEFAULTS, {**BINARY, "class_weighting": "inverse"})
+    with pytest.raises(ValueError, match="epochs"):
+        nodes.resolve_training_config(TRAIN_DEFAULTS, {**BINARY, "epochs": 0})
+
+
+def test_instance_overrides_merge_deeply():
+    config = nodes.resolve_training_config(
+        TRAIN_DEFAULTS, {**BINARY, "augment": {"rotation_degrees": 2}}
+    )
+    assert config["augment"] == {"enabled": True, "rotation_degrees": 2, "brightness": 0.05}
+    assert config["input_size"] == [SIZE, SIZE]
+    assert TRAIN_DEFAULTS["augment"]["rotation_degrees"] == 5
+
+
+def test_instances_share_inputs_and_prefix_their_own():
+    template = create_pipeline()
+    assert "params:training" in template.inputs()
+    binary = create_training_instance("train_binary")
+    inputs = binary.inputs()
+    assert {"model_input_index", "params:train", "params:evaluate"} <= inputs
+    assert "params:train_binary.training" in inputs
+    assert "train_binary.model" in binary.outputs() | {d for n in binary.nodes for d in n.outputs}
