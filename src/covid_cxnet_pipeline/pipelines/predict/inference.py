@@ -1,0 +1,412 @@
+"""Run a trained classifier on new images or DICOM files, replaying the training preprocessing.
+
+The model's card (saved beside the ``.keras`` file by the training pipeline, or stored as MLflow
+model metadata) carries the class names and the preprocessing: the ``preprocess`` parameters,
+the training split's reference histogram and the U-Net's digest. The U-Net travels too (saved
+beside the model, or logged in the same MLflow run), so no project configuration is needed.
+Each file goes through ``preprocess.chain.model_ready_image``, the function the preprocess
+pipeline itself uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from covid_cxnet_pipeline.pipelines.evaluate.inputs import (
+    MODEL_CARD_VERSION,
+    probability_columns,
+    probability_matrix,
+)
+
+logger = logging.getLogger(__name__)
+
+CARD_FILE = "model_card.json"
+UNET_FILE = "unet.keras"
+OVERLAY_FOLDER = "overlays"
+PREDICTIONS_FILE = "predictions.csv"
+_URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/", "s3://", "gs://", "file://")
+
+
+@dataclasses.dataclass
+class ClassifierBundle:
+    """A classifier with what it needs to predict on raw files.
+
+    Attributes:
+        model: the Keras classifier (takes [0, 255] pixels).
+        card: its model card.
+        unet: the lung-segmentation U-Net, or None when the preprocessing does not crop.
+        source: where the model came from (path or URI), for messages.
+    """
+
+    model: Any
+    card: dict[str, Any]
+    unet: Any
+    source: str
+
+
+def is_model_uri(reference: str) -> bool:
+    """Whether a ``--model`` value is an MLflow model URI rather than a local path."""
+    return str(reference).startswith(_URI_SCHEMES)
+
+
+def resolve_model_file(path: str | Path) -> Path:
+    """The ``.keras`` file behind a path, choosing the latest version of a Kedro versioned folder.
+
+    Args:
+        path: a ``.keras`` file, or a Kedro versioned dataset folder
+            (``.../model.keras/<version>/model.keras``).
+
+    Returns:
+        The file.
+
+    Raises:
+        FileNotFoundError: nothing usable at ``path``.
+    """
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    if candidate.is_dir():
+        versions = sorted(
+            version / candidate.name
+            for version in candidate.iterdir()
+            if (version / candidate.name).is_file()
+        )
+        if versions:
+            logger.info("Using the latest version of %s: %s", candidate, versions[-1].parent.name)
+            return versions[-1]
+    raise FileNotFoundError(
+        f"no model at {candidate}: pass a .keras file, a Kedro versioned model folder "
+        "(data/06_models/<pipeline>/model.keras) or an MLflow URI (runs:/... or models:/...)"
+    )
+
+
+def beside_model(model_file: Path, name: str) -> Path:
+    """A file saved with a model: in its folder, or in the Kedro-versioned twin folder.
+
+    The training pipeline saves ``model.keras``, ``model_card.json`` and ``unet.keras`` as
+    versioned datasets of one run, so they share a version folder name:
+    ``<root>/model.keras/<v>/model.keras`` has ``<root>/<name>/<v>/<name>``. An exported model
+    keeps them in one folder instead.
+
+    Args:
+        model_file: the model's ``.keras`` file.
+        name: the companion's file name.
+
+    Returns:
+        The companion's path.
+
+    Raises:
+        FileNotFoundError: neither place has it (both are named).
+    """
+    same_folder = model_file.parent / name
+    versioned = model_file.parent.parent.parent / name / model_file.parent.name / name
+    for candidate in (same_folder, versioned):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{name} for model {model_file} not found at {same_folder} or {versioned}: keep the "
+        f"model's {name} beside it (the training pipeline saves both in the same run)"
+    )
+
+
+def check_card(card: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check that a model card has what predict needs.
+
+    Args:
+        card: the card.
+        source: the model path or URI, for the message.
+
+    Returns:
+        The card as a dict.
+
+    Raises:
+        ValueError: an unknown card version or missing keys.
+    """
+    if card.get("card_version") != MODEL_CARD_VERSION:
+        raise ValueError(
+            f"model card of {source} has version {card.get('card_version')!r}; this predict "
+            f"reads version {MODEL_CARD_VERSION}: retrain the model with this version"
+        )
+    missing = [
+        key
+        for key in ("task", "class_names", "input_size", "channels", "preprocessing")
+        if key not in card
+    ]
+    if missing:
+        raise ValueError(f"model card of {source} lacks {missing}")
+    return dict(card)
+
+
+def _uses_roi(card: Mapping[str, Any]) -> bool:
+    return bool(card["preprocessing"]["params"].get("use_lung_roi", True))
+
+
+def _load_keras(path: str | Path) -> Any:
+    import keras
+
+    return keras.models.load_model(str(path), compile=False)
+
+
+def load_bundle(model: str, unet: str | None = None) -> ClassifierBundle:
+    """Load a classifier, its card and its U-Net from a path or an MLflow model URI.
+
+    Args:
+        model: a ``.keras`` file, a Kedro versioned model folder (latest version), or an MLflow
+            model URI (``runs:/<run id>/<name>``, ``models:/<id or name/version>``).
+        unet: a U-Net ``.keras`` path or MLflow URI overriding the one saved with the model.
+
+    Returns:
+        The bundle.
+
+    Raises:
+        FileNotFoundError: the model, its card or its U-Net cannot be found.
+        ValueError: the card is unusable, or its U-Net digest does not match the U-Net found.
+    """
+    if is_model_uri(model):
+        import mlflow
+        import mlflow.keras
+
+        metadata = mlflow.models.get_model_info(model).metadata or {}
+        if "model_card" not in metadata:
+            raise ValueError(
+                f"MLflow model {model} has no model_card metadata: log it with the training "
+                "pipeline of this project"
+            )
+        card = check_card(metadata["model_card"], model)
+        classifier = mlflow.keras.load_model(model)
+        unet_source = unet or card.get("unet_model_uri")
+    else:
+        model_file = resolve_model_file(model)
+        card = check_card(json.loads(beside_model(model_file, CARD_FILE).read_text()), model)
+        classifier = _load_keras(model_file)
+        unet_source = unet or (
+            str(beside_model(model_file, UNET_FILE)) if _uses_roi(card) else None
+        )
+    segmenter = None
+    if _uses_roi(card):
+        if not unet_source:
+            raise FileNotFoundError(
+                f"model {model} was trained on lung ROI crops but no U-Net came with it: pass "
+                "the U-Net (--unet / predict.unet)"
+            )
+        segmenter = _load_unet(unet_source)
+        _check_unet_digest(segmenter, card, unet_source)
+    logger.info("Loaded %s (%s, classes %s)", model, card["task"], card["class_names"])
+    return ClassifierBundle(classifier, card, segmenter, str(model))
+
+
+def _load_unet(source: str) -> Any:
+    if is_model_uri(source):
+        import mlflow.keras
+
+        return mlflow.keras.load_model(source)
+    return _load_keras(resolve_model_file(source))
+
+
+def _check_unet_digest(unet: Any, card: Mapping[str, Any], source: str) -> None:
+    from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+
+    expected = card["preprocessing"].get("unet_weights_sha256")
+    actual = weights_digest(unet)
+    if expected and actual != expected:
+        raise ValueError(
+            f"U-Net {source} has weights digest {actual}, but the model was trained on masks of "
+            f"the U-Net with digest {expected}: pass the U-Net saved with the model"
+        )
+
+
+def list_input_files(input_dir: str | Path) -> list[Path]:
+    """Every file under a folder (recursively, sorted), hidden files excepted.
+
+    Args:
+        input_dir: the folder.
+
+    Returns:
+        The files; each becomes one row of ``predictions.csv``.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+    """
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input folder {root} does not exist")
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def prepare_image(path: Path, bundle: ClassifierBundle) -> np.ndarray:
+    """Decode one file and apply exactly the training preprocessing.
+
+    Decode, U-Net lung mask at the U-Net's size (when the model used the lung ROI), ROI crop,
+    resize, histogram matching to the training reference and the channel stack
+    (``preprocess.chain.model_ready_image``), then the same resize to the model's input as the
+    training input pipeline when the two sizes differ.
+
+    Args:
+        path: the image or DICOM file.
+        bundle: the loaded classifier bundle.
+
+    Returns:
+        float32 ``(height, width, channels)`` raw pixels in [0, 255].
+
+    Raises:
+        ImageDecodeError: the file cannot be decoded (or anything the chain raises).
+    """
+    from covid_cxnet_pipeline.imaging import load_grayscale, resize
+    from covid_cxnet_pipeline.pipelines.preprocess.chain import model_ready_image
+
+    replay = bundle.card["preprocessing"]
+    params = replay["params"]
+    gray = load_grayscale(path, **dict(params.get("decode") or {}))
+    if bundle.unet is not None:
+        height, width = bundle.unet.input_shape[1:3]
+        unet_input = resize(gray, (int(height), int(width))).astype(np.float32)
+        probabilities = np.asarray(bundle.unet.predict_on_batch(unet_input[None, ..., None]))
+        probabilities = probabilities[0, ..., 0]
+    else:
+        # No crop: the mask only feeds mask_area, which predict does not report.
+        probabilities = np.ones(gray.shape, dtype=np.float32)
+    reference = (replay.get("histogram_reference") or {}).get("histogram")
+    ready = model_ready_image(gray, probabilities, reference, params)["image"]
+    return _to_model_input(ready, bundle.card)
+
+
+def _to_model_input(image: np.ndarray, card: Mapping[str, Any]) -> np.ndarray:
+    import tensorflow as tf
+
+    height, width = (int(v) for v in card["input_size"])
+    channels = int(card["channels"])
+    pixels = image if image.ndim == 3 else image[..., None]
+    if pixels.shape[-1] != channels:
+        raise ValueError(
+            f"preprocessing gives {pixels.shape[-1]} channels but the model takes {channels}"
+        )
+    pixels = tf.cast(pixels, tf.float32)
+    if tuple(pixels.shape[:2]) != (height, width):
+        # The same op as training.dataset.make_dataset when a PNG is not at the input size.
+        pixels = tf.image.resize(pixels, (height, width), antialias=True)
+    return np.asarray(pixels, dtype=np.float32)
+
+
+def overlay_path(output_dir: Path, input_dir: Path, path: Path) -> Path:
+    """Where the Grad-CAM overlay of an input file is written.
+
+    Args:
+        output_dir: the output folder.
+        input_dir: the input folder.
+        path: the input file.
+
+    Returns:
+        ``<output>/overlays/<path relative to input>.png`` (sub-folders kept).
+    """
+    relative = path.relative_to(input_dir)
+    return output_dir / OVERLAY_FOLDER / relative.parent / f"{relative.name}.png"
+
+
+def _decisions(prob: np.ndarray, names: Sequence[str], threshold: float | None) -> list[str]:
+    if prob.shape[1] == 2:
+        cut = 0.5 if threshold is None else float(threshold)
+        return [names[int(p >= cut)] for p in prob[:, 1]]
+    return [names[int(i)] for i in prob.argmax(axis=1)]
+
+
+def _write_overlays(bundle, images, targets, alpha: float) -> None:
+    from PIL import Image
+
+    from covid_cxnet_pipeline.models.gradcam import grad_cam, overlay_heatmap
+
+    heatmaps = grad_cam(bundle.model, np.stack(images))
+    for image, heatmap, target in zip(images, heatmaps, targets, strict=True):
+        # Channel 0 is the matched original (see preprocess.channels); the overlay sits on it.
+        base = np.clip(np.rint(image[..., 0]), 0, 255).astype(np.uint8)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(overlay_heatmap(base, heatmap, alpha=alpha)).save(target)
+
+
+def predict_directory(
+    bundle: ClassifierBundle,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    threshold: float | None = None,
+    batch_size: int = 16,
+    overlay_alpha: float = 0.4,
+) -> pd.DataFrame:
+    """Predict every file under ``input_dir``; write ``predictions.csv`` and Grad-CAM overlays.
+
+    A file that cannot be decoded or preprocessed gets a row with its ``error`` and empty
+    probabilities; the run goes on.
+
+    Args:
+        bundle: from ``load_bundle``.
+        input_dir: folder of images and DICOM files (searched recursively).
+        output_dir: where ``predictions.csv`` and ``overlays/`` are written.
+        threshold: binary only: positive when p(positive) >= threshold; None = 0.5.
+        batch_size: images per model call.
+        overlay_alpha: heatmap opacity in the overlays.
+
+    Returns:
+        The predictions table: ``path``, one ``prob_<class>`` per class, ``prediction``,
+        ``error`` (empty when the file was predicted).
+    """
+    source, target = Path(input_dir), Path(output_dir)
+    files = [path for path in list_input_files(source) if target not in path.parents]
+    names = [str(name) for name in bundle.card["class_names"]]
+    columns = ["path", *probability_columns(names), "prediction", "error"]
+    rows: list[dict[str, Any]] = []
+    pending: list[tuple[Path, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        images = [image for _, image in pending]
+        outputs = np.asarray(bundle.model.predict_on_batch(np.stack(images)))
+        prob = probability_matrix(outputs, len(names))
+        decisions = _decisions(prob, names, threshold)
+        _write_overlays(
+            bundle, images, [overlay_path(target, source, p) for p, _ in pending], overlay_alpha
+        )
+        for (path, _), values, decision in zip(pending, prob, decisions, strict=True):
+            row = {"path": str(path), "prediction": decision, "error": ""}
+            row.update(zip(probability_columns(names), values.tolist(), strict=True))
+            rows.append(row)
+        pending.clear()
+
+    for path in files:
+        try:
+            pending.append((path, prepare_image(path, bundle)))
+        except Exception as error:  # noqa: BLE001 - any unreadable file becomes an error row
+            logger.warning("Skipping %s: %s", path, error)
+            rows.append(
+                {"path": str(path), "prediction": "", "error": f"{type(error).__name__}: {error}"}
+            )
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    table = pd.DataFrame(rows, columns=columns)
+    order = {str(path): position for position, path in enumerate(files)}
+    table = table.sort_values("path", key=lambda s: s.map(order)).reset_index(drop=True)
+    target.mkdir(parents=True, exist_ok=True)
+    table.to_csv(target / PREDICTIONS_FILE, index=False)
+    n_errors = int((table["error"] != "").sum())
+    logger.info(
+        "Predicted %d of %d files under %s with %s (%d errors); wrote %s",
+        len(table) - n_errors,
+        len(table),
+        source,
+        bundle.source,
+        n_errors,
+        target / PREDICTIONS_FILE,
+    )
+    return table

@@ -1,0 +1,264 @@
+"""Tests of predict: a tiny model bundle saved like the training pipeline saves it, run on a
+folder of tiny PNGs, a DICOM built here and a corrupt file; the Kedro pipeline; an MLflow URI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from covid_cxnet_pipeline.models.covid_cxnet import build_classifier
+from covid_cxnet_pipeline.models.unet import build_unet
+from covid_cxnet_pipeline.pipelines.predict import inference
+from covid_cxnet_pipeline.pipelines.predict.pipeline import create_pipeline
+from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+from covid_cxnet_pipeline.pipelines.train import nodes as train_nodes
+
+SIZE = 32
+VERSION = "2026-11-29T20.00.00.000Z"
+PREPROCESS = {
+    "use_lung_roi": True,
+    "decode": {"alpha": "black", "apply_exif_orientation": True},
+    "lung_mask": {
+        "threshold": 0.5,
+        "keep_components": 2,
+        "min_component_fraction": 0.0,
+        "fill_holes_inside": True,
+        "dilation_px": 1,
+    },
+    "roi": {
+        "margin": 0.05,
+        "min_area_fraction": 0.08,
+        "max_area_fraction": 0.7,
+        "max_component_share": 0.9,
+        "min_bbox_width_fraction": 0.5,
+    },
+    "resize": {"size": [SIZE, SIZE], "keep_aspect": False},
+    "histogram_matching": {"enabled": True},
+    "channels": ["original", "clahe", "beasf"],
+    "enhance": {"clahe_clip_limit": 2.0, "clahe_tile_grid_size": [4, 4], "beasf_gamma": 1.5},
+}
+HISTOGRAM = {"histogram": (np.arange(256) / np.arange(256).sum()).tolist(), "digest": "ramp"}
+
+
+def tiny_classifier(n_classes: int = 2, size: int = SIZE) -> keras.Model:
+    config = {
+        "backbone": "base_cnn",
+        "input_size": size,
+        "channels": 3,
+        "n_classes": n_classes,
+        "base_cnn": {"conv_layers": 2, "filters": 4, "dense_units": [4]},
+        "seed": 3,
+    }
+    return build_classifier(config).model
+
+
+def tiny_unet() -> keras.Model:
+    keras.utils.set_random_seed(5)
+    return build_unet((16, 16, 1), levels=1, base_filters=2)
+
+
+def make_card(unet: keras.Model, classes=("not_covid", "covid"), size: int = SIZE) -> dict:
+    return {
+        "card_version": 1,
+        "name": "train_binary",
+        "task": "binary" if len(classes) == 2 else "multiclass",
+        "classes": list(classes),
+        "class_names": list(classes),
+        "input_size": [size, size],
+        "channels": 3,
+        "preprocessing": {
+            "params": PREPROCESS,
+            "histogram_reference": HISTOGRAM,
+            "unet_weights_sha256": weights_digest(unet),
+        },
+    }
+
+
+def save_bundle(root: Path, model: keras.Model, unet: keras.Model, card: dict) -> Path:
+    """Lay the files out as Kedro's versioned datasets of one training run do."""
+    model_file = root / "model.keras" / VERSION / "model.keras"
+    for name in ("model.keras", "unet.keras", "model_card.json"):
+        (root / name / VERSION).mkdir(parents=True)
+    model.save(model_file)
+    unet.save(root / "unet.keras" / VERSION / "unet.keras")
+    (root / "model_card.json" / VERSION / "model_card.json").write_text(json.dumps(card))
+    return model_file
+
+
+def write_dicom(path: Path) -> None:
+    rng = np.random.default_rng(1)
+    pixels = (rng.random((40, 36)) * 4095).astype(np.uint16)
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.SOPClassUID = SecondaryCaptureImageStorage
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.set_pixel_data(pixels, "MONOCHROME2", 12)
+    dataset.save_as(path, enforce_file_format=True)
+
+
+def make_input_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for number in range(3):
+        pixels = rng.integers(0, 256, size=(48 + 4 * number, 40), dtype=np.uint8)
+        Image.fromarray(pixels, mode="L").save(folder / f"xray_{number}.png")
+    (folder / "nested").mkdir()
+    write_dicom(folder / "nested" / "scan.dcm")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (folder / ".hidden.png").write_bytes(b"ignored")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bundle") / "train_binary"
+    unet = tiny_unet()
+    save_bundle(root, tiny_classifier(), unet, make_card(unet))
+    return root
+
+
+@pytest.fixture(scope="module")
+def input_dir(tmp_path_factory) -> Path:
+    return make_input_folder(tmp_path_factory.mktemp("predict") / "inputs")
+
+
+def test_predict_folder_writes_csv_overlays_and_error_rows(bundle_dir, input_dir, tmp_path):
+    bundle = inference.load_bundle(str(bundle_dir / "model.keras"))
+    table = inference.predict_directory(bundle, input_dir, tmp_path / "out", batch_size=2)
+    written = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    written[["prediction", "error"]] = written[["prediction", "error"]].fillna("")
+    assert list(written.columns) == ["path", "prob_not_covid", "prob_covid", "prediction", "error"]
+    assert len(written) == len(table) == 5
+    rows = written.set_index(written["path"].map(lambda p: Path(p).name))
+    assert rows.loc["broken.png", "error"].startswith("ImageDecodeError")
+    assert rows.loc["broken.png", "prediction"] == ""
+    good = rows.drop(index="broken.png")
+    assert (good["error"] == "").all()
+    np.testing.assert_allclose(good["prob_not_covid"] + good["prob_covid"], 1.0, atol=1e-6)
+    expected = np.where(good["prob_covid"] >= 0.5, "covid", "not_covid")
+    assert list(good["prediction"]) == list(expected)
+    assert (tmp_path / "out" / "overlays" / "nested" / "scan.dcm.png").is_file()
+    overlay = np.asarray(Image.open(tmp_path / "out" / "overlays" / "xray_0.png.png"))
+    assert overlay.shape == (SIZE, SIZE, 3)
+    assert not (tmp_path / "out" / "overlays" / "broken.png.png").exists()
+
+
+def test_prediction_replays_the_preprocess_chain(bundle_dir, input_dir):
+    from covid_cxnet_pipeline.imaging import load_grayscale, resize
+    from covid_cxnet_pipeline.pipelines.preprocess.chain import model_ready_image
+
+    bundle = inference.load_bundle(str(bundle_dir / "model.keras"))
+    path = input_dir / "xray_1.png"
+    gray = load_grayscale(path)
+    unet_input = resize(gray, (16, 16)).astype(np.float32)[None, ..., None]
+    probabilities = bundle.unet.predict_on_batch(unet_input)[0, ..., 0]
+    expected = model_ready_image(gray, probabilities, HISTOGRAM["histogram"], PREPROCESS)["image"]
+    np.testing.assert_array_equal(inference.prepare_image(path, bundle), expected)
+
+
+def test_model_input_size_different_from_preprocess_is_resized_like_training(tmp_path):
+    unet = tiny_unet()
+    model_file = save_bundle(
+        tmp_path / "bundle", tiny_classifier(size=24), unet, make_card(unet, size=24)
+    )
+    bundle = inference.load_bundle(str(model_file))
+    folder = make_input_folder(tmp_path / "inputs")
+    assert inference.prepare_image(folder / "xray_0.png", bundle).shape == (24, 24, 3)
+
+
+def test_missing_card_and_wrong_unet_are_named(tmp_path):
+    unet = tiny_unet()
+    model_file = save_bundle(tmp_path / "a", tiny_classifier(), unet, make_card(unet))
+    (tmp_path / "a" / "model_card.json" / VERSION / "model_card.json").unlink()
+    with pytest.raises(FileNotFoundError, match="model_card.json"):
+        inference.load_bundle(str(model_file))
+    other = build_unet((16, 16, 1), levels=1, base_filters=2)
+    other.save(tmp_path / "other_unet.keras")
+    model_file = save_bundle(tmp_path / "b", tiny_classifier(), unet, make_card(unet))
+    with pytest.raises(ValueError, match="digest"):
+        inference.load_bundle(str(model_file), unet=str(tmp_path / "other_unet.keras"))
+
+
+def test_exported_folder_layout_and_no_roi(tmp_path):
+    unet = tiny_unet()
+    card = make_card(unet, classes=("normal", "cap", "covid"))
+    card["preprocessing"]["params"] = {**PREPROCESS, "use_lung_roi": False}
+    folder = tmp_path / "export"
+    folder.mkdir()
+    tiny_classifier(n_classes=3).save(folder / "model.keras")
+    (folder / "model_card.json").write_text(json.dumps(card))
+    bundle = inference.load_bundle(str(folder / "model.keras"))
+    assert bundle.unet is None
+    table = inference.predict_directory(bundle, make_input_folder(tmp_path / "in"), tmp_path / "o")
+    assert {"prob_normal", "prob_cap", "prob_covid"} <= set(table.columns)
+    good = table.loc[table["error"] == ""]
+    assert set(good["prediction"]) <= {"normal", "cap", "covid"}
+
+
+def test_predict_pipeline_runs_with_kedro(bundle_dir, input_dir, tmp_path):
+    params = {
+        "model": str(bundle_dir / "model.keras"),
+        "unet": None,
+        "input_dir": str(input_dir),
+        "output_dir": str(tmp_path / "kedro_out"),
+        "threshold": 0.0,
+        "batch_size": 4,
+        "overlay_alpha": 0.4,
+    }
+    catalog = DataCatalog({"params:predict": MemoryDataset(params)})
+    outputs = SequentialRunner().run(create_pipeline(), catalog)
+    table = outputs["predictions"].load()
+    # Threshold 0: every readable file is called positive.
+    assert list(table.loc[table["error"] == "", "prediction"].unique()) == ["covid"]
+    assert (tmp_path / "kedro_out" / "predictions.csv").is_file()
+
+
+def test_predict_from_an_mlflow_model_uri(input_dir, tmp_path):
+    unet = tiny_unet()
+    model = tiny_classifier()
+    card = {
+        **make_card(unet),
+        "backbone": "base_cnn",
+        "init_used": "random",
+    }
+    info = {"init_requested": "random", "init_used": "random", "best_epoch": 1}
+    info |= {"epochs_run": 1, "train_seconds": 0.1, "init_reason": "test"}
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run():
+            uri = train_nodes.log_training_run(
+                model, card, unet, info, pd.DataFrame({"path": ["a"], "label": ["covid"]})
+            )
+        bundle = inference.load_bundle(uri)
+        table = inference.predict_directory(bundle, input_dir, tmp_path / "uri_out")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert bundle.card["class_names"] == ["not_covid", "covid"]
+    assert bundle.unet is not None
+    assert (table["error"] != "").sum() == 1
+
+
+def test_shared_images_predict(shared_data, bundle_dir, tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    manifest = pd.read_csv(shared_data / "manifest.csv")
+    images = manifest.loc[manifest["kind"] == "image", "path"].head(3)
+    for relative in images:
+        shutil.copy(shared_data / relative, folder / Path(relative).name)
+    bundle = inference.load_bundle(str(bundle_dir / "model.keras"))
+    table = inference.predict_directory(bundle, folder, tmp_path / "shared_out")
+    assert len(table) == 3
+    assert (table["error"] == "").all()

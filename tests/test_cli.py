@@ -1,0 +1,104 @@
+"""Tests of the ``covid-cxnet`` console script (click runner and a real subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+from click.testing import CliRunner
+
+from covid_cxnet_pipeline.cli import cli
+from tests.pipelines.test_predict import (
+    make_card,
+    make_input_folder,
+    save_bundle,
+    tiny_classifier,
+    tiny_unet,
+)
+
+
+def _bundle(tmp_path):
+    unet = tiny_unet()
+    return save_bundle(tmp_path / "bundle", tiny_classifier(), unet, make_card(unet))
+
+
+def test_predict_command_writes_predictions_and_reports_failures(tmp_path):
+    model_file = _bundle(tmp_path)
+    inputs = make_input_folder(tmp_path / "inputs")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--model",
+            str(model_file),
+            "--input",
+            str(inputs),
+            "--output",
+            str(tmp_path / "out"),
+            "--threshold",
+            "1.01",
+        ],
+    )
+    # One corrupt file: exit code 1, the other four are predicted.
+    assert result.exit_code == 1, result.output
+    assert "4 of 5 files predicted" in result.output
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert (table["prediction"].dropna() == "not_covid").all()
+
+
+def test_clean_folder_exits_zero_and_versioned_folder_is_accepted(tmp_path):
+    model_file = _bundle(tmp_path)
+    inputs = make_input_folder(tmp_path / "inputs")
+    (inputs / "broken.png").unlink()
+    versioned_folder = model_file.parent.parent
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--model",
+            str(versioned_folder),
+            "--input",
+            str(inputs),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "out" / "predictions.csv")) == 4
+
+
+def test_missing_model_is_a_usage_error(tmp_path):
+    inputs = make_input_folder(tmp_path / "inputs")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "nope.keras"),
+            "--input",
+            str(inputs),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code != 0
+    assert "no model at" in result.output
+
+
+def test_console_script_entry_point_runs(tmp_path):
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from covid_cxnet_pipeline.cli import main; main()",
+            "predict",
+            "--help",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "--model" in completed.stdout and "predictions.csv" in completed.stdout
