@@ -220,6 +220,21 @@ def test_dicom_monochrome1_is_inverted(tmp_path):
     np.testing.assert_array_equal(load_grayscale(path), 255 - WINDOWED_EXPECTED)
 
 
+@pytest.mark.parametrize(
+    ("photometric", "shape"),
+    [("MONOCHROME1", "INVERSE"), ("MONOCHROME1", "IDENTITY"), ("MONOCHROME2", "INVERSE")],
+)
+def test_dicom_inverse_presentation_lut_is_one_inversion(tmp_path, photometric, shape):
+    # PS3.3 C.11.6.1.2: INVERSE accompanies MONOCHROME1; both mean the same single inversion.
+    dataset = _dicom(
+        np.array([[0, 4095]], dtype=np.uint16), photometric, 12, PresentationLUTShape=shape
+    )
+    path = tmp_path / "inverse.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    # No VOI: min-max stretch to [0, 255], then 255 - x.
+    np.testing.assert_array_equal(load_grayscale(path), [[255, 0]])
+
+
 def test_dicom_voi_lut_sequence_takes_precedence_over_window(tmp_path):
     item = Dataset()
     item.add_new(0x00283002, "US", [4, 0, 8])  # LUT Descriptor: 4 entries, first input 0, 8 bits

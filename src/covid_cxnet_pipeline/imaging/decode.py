@@ -301,10 +301,11 @@ def _decode_dicom(path: Path) -> np.ndarray:
         else:
             gray = np.rint(np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0)
             gray = gray.astype(np.uint8)
-        # MONOCHROME1 shows high values dark; an INVERSE presentation LUT flips the display again.
-        inverse = photometric == "MONOCHROME1"
-        if str(dataset.get("PresentationLUTShape", "")).upper() == "INVERSE":
-            inverse = not inverse
+        # MONOCHROME1 shows high values dark. PS3.3 C.11.6.1.2: Presentation LUT Shape INVERSE
+        # "shall be used if Photometric Interpretation is MONOCHROME1", so the two describe the
+        # same single inversion, never two that cancel out.
+        shape = str(dataset.get("PresentationLUTShape", "")).upper()
+        inverse = photometric == "MONOCHROME1" or shape == "INVERSE"
         return (255 - gray) if inverse else gray
 
     if photometric == "PALETTE COLOR":
@@ -325,8 +326,8 @@ def load_grayscale(
     alpha), JPEG (any extension, e.g. ``.jfif``), WebP, BMP and DICOM. Colour is reduced with
     BT.601 luma. Wide samples (16-bit PNG, DICOM without VOI) are scaled by their significant bit
     depth, inferred from the largest sample. DICOM goes through the Modality LUT, then the VOI
-    LUT or window (first one), is mapped onto 0..255 from the VOI output range, and MONOCHROME1
-    is inverted so bone is always bright.
+    LUT or window (first one), is mapped onto 0..255 from the VOI output range, and inverted
+    once when it is MONOCHROME1 or its Presentation LUT Shape is INVERSE, so bone is bright.
 
     Args:
         path: The image file.
