@@ -1,0 +1,5 @@
+"""The ``train_multiclass`` instance of the modular training pipeline (pipelines/train)."""
+
+from covid_cxnet_pipeline.pipelines.train_multiclass.pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
