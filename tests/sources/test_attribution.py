@@ -45,3 +45,11 @@ def test_attribute_url(url, category):
 
 def test_every_rule_names_a_schema_category():
     assert {category for _, category in RULES} <= set(COVID_SOURCES)
+
+
+@pytest.mark.parametrize("url", ["http://[bad", "https://[::1/x", "http://a]b/", "[oops]/y"])
+def test_malformed_url_is_unknown_with_a_warning_naming_the_row(url, caplog):
+    with caplog.at_level("WARNING", logger="covid_cxnet_pipeline.sources.attribution"):
+        assert attribute_url(url, where="toy metadata.csv row 7") == "unknown"
+    assert "toy metadata.csv row 7" in caplog.text
+    assert url in caplog.text

@@ -117,3 +117,26 @@ def test_real_generalblockchain_metadata(shared_data):
     # rows (patient 318) put an Elsevier notice in it.
     assert len(metadata) == 174
     assert metadata["finding"].str.len().gt(0).all()
+
+
+def test_malformed_url_cell_falls_back_and_names_the_row(tmp_path, caplog):
+    text = (
+        "patientid,finding,view,modality,folder,filename,url\n"
+        "1,COVID-19,PA,X-ray,images,a.jpg,http://[bad\n"
+        "2,COVID-19,PA,X-ray,images,b.jpg,https://radiopaedia.org/cases/x\n"
+    )
+    metadata = _read(tmp_path, text)
+    with caplog.at_level("WARNING"):
+        frame = ieee8023_candidates(
+            metadata,
+            ["images/a.jpg", "images/b.jpg"],
+            _Client(),
+            source_id="toy",
+            default_license="",
+            covid_source_from_url=True,
+        ).set_index("upstream_path")
+    assert frame["covid_source"].to_dict() == {
+        "images/a.jpg": "cohen_ieee8023",
+        "images/b.jpg": "radiopaedia",
+    }
+    assert "toy: metadata row 1 (images/a.jpg)" in caplog.text

@@ -153,7 +153,14 @@ class ArmiroCovidCxnet(SourceAdapter):
                     self.source_id,
                     relpath,
                     client,
-                    covid_source=attribute_url(record.get("url", "")) if record else UNKNOWN,
+                    covid_source=(
+                        attribute_url(
+                            record.get("url", ""),
+                            where=f"{self.source_id}: metadata row {pairs[name]!r}",
+                        )
+                        if record
+                        else UNKNOWN
+                    ),
                     label="covid",
                     patient_id=clean_id(record.get("patient_id", "")),
                     age=parse_age(record.get("age", "")),

@@ -15,10 +15,13 @@ non-COVID collections (NIH, Kermany, Shenzhen, Montgomery) are ``not_covid_sourc
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import urlsplit
 
 from covid_cxnet_pipeline.schema import COVID_SOURCES
+
+logger = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 NOT_COVID_SOURCE = "not_covid_source"
@@ -61,22 +64,34 @@ for _pattern, _category in RULES:
         raise ValueError(f"attribution rule {_pattern!r} names unknown category {_category!r}")
 
 
-def attribute_url(url: str) -> str:
+def attribute_url(url: str, *, where: str = "") -> str:
     """The COVID-CXNet source category of a provenance URL.
 
     Args:
         url: an http(s) URL (scheme optional), e.g. "https://twitter.com/ChestImaging/status/1".
+        where: the source and row the URL comes from, named in the warning about a malformed URL.
 
     Returns:
-        One of ``schema.COVID_SOURCES``: the first matching rule's category, else "unknown".
+        One of ``schema.COVID_SOURCES``: the first matching rule's category, else "unknown"
+        (also for a URL that cannot be parsed, such as "http://[bad").
     """
     text = url.strip()
     if not text:
         return UNKNOWN
     if "://" not in text:
         text = "//" + text
-    parts = urlsplit(text)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+    except ValueError as error:
+        # One garbled metadata cell must not stop the ingest of a whole source.
+        logger.warning(
+            "%s: malformed provenance URL %r (%s); covid_source stays unknown",
+            where or "attribution",
+            url,
+            error,
+        )
+        return UNKNOWN
     host = host.removeprefix("www.")
     target = f"{host}{parts.path}".lower()
     for pattern, category in _COMPILED:

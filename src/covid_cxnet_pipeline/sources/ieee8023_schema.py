@@ -58,7 +58,11 @@ def read_ieee8023_metadata(path: Path, source_id: str) -> pd.DataFrame:
 
 
 def ieee8023_fields(
-    record: Mapping[str, str], *, default_license: str, covid_source_from_url: bool = False
+    record: Mapping[str, str],
+    *,
+    default_license: str,
+    covid_source_from_url: bool = False,
+    where: str = "",
 ) -> dict[str, object]:
     """The common-schema fields of one ieee8023 metadata record.
 
@@ -66,7 +70,9 @@ def ieee8023_fields(
         record: one metadata row (column name -> cell text).
         default_license: used when the row's ``license`` cell is blank.
         covid_source_from_url: attribute by the row's ``url`` (Radiopaedia, SIRM...) instead of
-            the collection; URLs no rule knows fall back to ``cohen_ieee8023``.
+            the collection; URLs no rule knows (or that cannot be parsed) fall back to
+            ``cohen_ieee8023``.
+        where: the source and row, named in the warning about a malformed ``url`` cell.
 
     Returns:
         ``patient_id, age, sex, view, label, finding, license, covid_source`` as keyword
@@ -75,7 +81,7 @@ def ieee8023_fields(
     finding = record.get("finding", "").strip()
     covid_source = COHEN
     if covid_source_from_url:
-        by_url = attribute_url(record.get("url", ""))
+        by_url = attribute_url(record.get("url", ""), where=where)
         covid_source = by_url if by_url != "unknown" else COHEN
     return {
         "patient_id": clean_id(record.get("patientid", "")),
@@ -127,7 +133,7 @@ def ieee8023_candidates(
     listed_by_lower = {path.lower(): path for path in listed_set}
     wanted = {m.lower() for m in modalities} if modalities is not None else None
     rows, named, skipped_modality, missing = [], set(), 0, []
-    for record in metadata.to_dict(orient="records"):
+    for row_number, record in enumerate(metadata.to_dict(orient="records"), start=1):
         folder = record.get("folder", "").strip().strip("/")
         filename = record["filename"].strip()
         relpath = safe_relpath(f"{folder}/{filename}" if folder else images_dir + filename)
@@ -145,7 +151,10 @@ def ieee8023_candidates(
             missing.append(relpath)
             continue
         fields = ieee8023_fields(
-            record, default_license=default_license, covid_source_from_url=covid_source_from_url
+            record,
+            default_license=default_license,
+            covid_source_from_url=covid_source_from_url,
+            where=f"{source_id}: metadata row {row_number} ({relpath})",
         )
         rows.append(candidate_row(source_id, relpath, client, **fields))
     if skipped_modality:
