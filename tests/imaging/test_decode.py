@@ -235,6 +235,32 @@ def test_dicom_inverse_presentation_lut_is_one_inversion(tmp_path, photometric, 
     np.testing.assert_array_equal(load_grayscale(path), [[255, 0]])
 
 
+def test_dicom_invalid_window_falls_back_to_min_max_with_a_warning(tmp_path, caplog):
+    elements = {**WINDOWED, "WindowWidth": 0}  # PS3.3 C.11.2.1.2: width must be >= 1
+    path = tmp_path / "zero_width.dcm"
+    _dicom(STORED_12BIT, "MONOCHROME2", 12, **elements).save_as(path, enforce_file_format=True)
+    with caplog.at_level("WARNING", logger="covid_cxnet_pipeline.imaging.decode"):
+        out = load_grayscale(path)
+    # Modality values [-1024, 0, 1024, 3071] stretched min-max: 1024 * 255/4095 = 63.77 -> 64,
+    # 2048 * 255/4095 = 127.53 -> 128.
+    np.testing.assert_array_equal(out, [[0, 64], [128, 255]])
+    assert str(path) in caplog.text and "Window Width" in caplog.text
+
+
+def test_dicom_invalid_rescale_falls_back_to_stored_values(tmp_path, caplog):
+    path = tmp_path / "bad_slope.dcm"
+    _dicom(STORED_12BIT, "MONOCHROME1", 12, **WINDOWED).save_as(path, enforce_file_format=True)
+    # pydicom refuses to write a non-numeric DS, so patch the bytes: Rescale Slope "1.0 " -> "abc ".
+    good = b"\x28\x00\x53\x10DS\x04\x001.0 "
+    content = path.read_bytes()
+    assert content.count(good) == 1
+    path.write_bytes(content.replace(good, b"\x28\x00\x53\x10DS\x04\x00abc "))
+    with caplog.at_level("WARNING", logger="covid_cxnet_pipeline.imaging.decode"):
+        out = load_grayscale(path)
+    np.testing.assert_array_equal(out, 255 - np.array([[0, 64], [128, 255]]))
+    assert str(path) in caplog.text
+
+
 def test_dicom_voi_lut_sequence_takes_precedence_over_window(tmp_path):
     item = Dataset()
     item.add_new(0x00283002, "US", [4, 0, 8])  # LUT Descriptor: 4 entries, first input 0, 8 bits

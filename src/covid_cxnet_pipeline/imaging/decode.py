@@ -255,10 +255,50 @@ def _applied_voi(dataset) -> str:
     return "none"
 
 
+# What pydicom raises on malformed modality/VOI tags (e.g. Window Width 0, a non-numeric
+# Rescale Slope, a LUT Descriptor without its data).
+_DICOM_TAG_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
+
+
+def _modality_and_voi(path: Path, pixels: np.ndarray, dataset) -> tuple[np.ndarray, float, float]:
+    """Modality then VOI transform with its output range; min-max over what is usable otherwise.
+
+    Malformed tags leave the pixels themselves intact, so the image stays usable: it is
+    stretched over its own range instead, with a warning naming the file and the bad tags.
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        values = apply_modality_lut(pixels, dataset)
+    except _DICOM_TAG_ERRORS as error:
+        logger.warning(
+            "%s: invalid Modality LUT / Rescale tags (%s); ignoring them and the VOI tags, "
+            "stretching the stored values min-max",
+            path,
+            error,
+        )
+        values = np.asarray(pixels, dtype=np.float64)
+        return values, float(values.min()), float(values.max())
+    try:
+        applied = _applied_voi(dataset)
+        voi_values = apply_voi_lut(values, dataset)
+        low, high = _voi_output_range(voi_values, dataset, applied)
+    except _DICOM_TAG_ERRORS as error:
+        logger.warning(
+            "%s: invalid VOI LUT / window tags (%s); ignoring them, stretching the modality "
+            "values min-max",
+            path,
+            error,
+        )
+        values = np.asarray(values, dtype=np.float64)
+        return values, float(values.min()), float(values.max())
+    return np.asarray(voi_values, dtype=np.float64), low, high
+
+
 def _decode_dicom(path: Path) -> np.ndarray:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_color_lut
 
     try:
         dataset = pydicom.dcmread(path, force=True)
@@ -291,11 +331,7 @@ def _decode_dicom(path: Path) -> np.ndarray:
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         # Stored values -> modality units (Rescale Slope/Intercept or Modality LUT) -> VOI
         # (VOI LUT preferred over window centre/width, as pydicom does by default).
-        values = apply_modality_lut(pixels, dataset)
-        applied = _applied_voi(dataset)
-        values = apply_voi_lut(values, dataset)
-        low, high = _voi_output_range(values, dataset, applied)
-        values = np.asarray(values, dtype=np.float64)
+        values, low, high = _modality_and_voi(path, pixels, dataset)
         if high <= low:
             gray = np.zeros(values.shape, dtype=np.uint8)
         else:
@@ -328,6 +364,8 @@ def load_grayscale(
     depth, inferred from the largest sample. DICOM goes through the Modality LUT, then the VOI
     LUT or window (first one), is mapped onto 0..255 from the VOI output range, and inverted
     once when it is MONOCHROME1 or its Presentation LUT Shape is INVERSE, so bone is bright.
+    Malformed modality/VOI tags (e.g. Window Width 0) are ignored with a warning naming the
+    file, and the image is stretched min-max instead.
 
     Args:
         path: The image file.
