@@ -44,7 +44,53 @@ def test_attribute_url(url, category):
 
 
 def test_every_rule_names_a_schema_category():
-    assert {category for _, category in RULES} <= set(COVID_SOURCES)
+    assert {rule.category for rule in RULES} <= set(COVID_SOURCES)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # A rule's domain at the start of a longer, unrelated host is not that source.
+        "https://eurorad.org.evil.com/x",
+        "https://sirm.org.evil.com/x",
+        "https://radiopaedia.org.evil.com/x",
+        "https://www.radiopaedia.org-cases.net/x",
+        "https://figure1.com.example.net/x",
+        "https://twitter.com.evil.com/status/1",
+        "https://github.com.evil.com/ieee8023/covid-chestxray-dataset",
+        "https://evilsirm.org/x",
+        "https://myeurorad.org/case/1",
+        # a rule's text in the path or query of another host does not count either
+        "https://example.com/radiopaedia.org/cases/1",
+        "https://example.com/?u=https://www.eurorad.org/case/1",
+        "https://example.com/journal-of-things",
+    ],
+)
+def test_lookalike_hosts_are_unknown(url):
+    assert attribute_url(url) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("url", "category"),
+    [
+        # subdomains of a rule's domain belong to it
+        ("https://prod-images-static.radiopaedia.org/images/1/a.jpg", "radiopaedia"),
+        ("https://RADIOPAEDIA.ORG/cases/1", "radiopaedia"),
+        ("https://radiopaedia.org./cases/1", "radiopaedia"),
+        ("https://radiopaedia.org:443/cases/1", "radiopaedia"),
+        ("https://old.eurorad.org/case/1", "eurorad"),
+        ("https://mobile.twitter.com/a/status/1", "twitter"),
+        (
+            "https://raw.githubusercontent.com/ieee8023/covid-chestxray-dataset/x.jpg",
+            "cohen_ieee8023",
+        ),
+        ("https://journals.lww.com/x", "papers"),
+        ("https://www.thieme-connect.de/products/x", "papers"),
+        ("https://www.scielo.org.ar/x", "papers"),
+    ],
+)
+def test_hosts_match_on_domain_boundaries(url, category):
+    assert attribute_url(url) == category
 
 
 @pytest.mark.parametrize("url", ["http://[bad", "https://[::1/x", "http://a]b/", "[oops]/y"])
