@@ -11,6 +11,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from matplotlib.figure import Figure
 
+from covid_cxnet_pipeline.curation.lineage import table_digest
 from covid_cxnet_pipeline.curation.validation import CurationValidationError
 from covid_cxnet_pipeline.pipelines.curate import create_pipeline
 from covid_cxnet_pipeline.schema import CURATED_EXTRA_COLUMNS, RAW_INDEX_COLUMNS
@@ -25,6 +26,8 @@ OUTPUTS = (
     "curation_split_summary",
     "curation_split_plot",
     "curation_metrics",
+    "curated_index_artifact",
+    "curation_lineage",
 )
 
 
@@ -90,6 +93,13 @@ def test_curate_pipeline_produces_curated_index_and_reports(raw_index, params):
     assert metrics["excluded.pediatric_age"]["value"] == 2.0
     groups = catalog["curation_duplicate_groups"].load()
     assert groups["member_image_ids"].tolist() == ["src_a:0.png;src_b:copy.jpg"]
+    pd.testing.assert_frame_equal(catalog["curated_index_artifact"].load(), curated)
+    assert catalog["curation_lineage"].load() == {
+        "raw_index_sha256": table_digest(raw_index),
+        "raw_index_rows": len(raw_index),
+        "curated_index_sha256": table_digest(curated),
+        "curated_index_rows": len(curated),
+    }
 
 
 def test_curate_pipeline_rejects_a_view_map_outside_the_vocabulary(raw_index, params):

@@ -18,6 +18,7 @@ from covid_cxnet_pipeline.curation.dedup import DedupConfig, find_duplicate_pair
 from covid_cxnet_pipeline.curation.features import FeatureConfig, compute_features
 from covid_cxnet_pipeline.curation.filters import apply_filters
 from covid_cxnet_pipeline.curation.harmonise import harmonise_index
+from covid_cxnet_pipeline.curation.lineage import index_lineage, log_lineage
 from covid_cxnet_pipeline.curation.plots import (
     curation_metrics,
     split_summary,
@@ -168,3 +169,21 @@ def summarise(
     """
     summary = split_summary(curated_index)
     return summary, split_summary_figure(summary), curation_metrics(summary, exclusions)
+
+
+def record_lineage(
+    raw_index: pd.DataFrame, curated_index: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, str | int]]:
+    """Digests and row counts of the raw index read and the curated index written, to MLflow.
+
+    Args:
+        raw_index: the ingest output this run read.
+        curated_index: the curated index as saved (read back from the catalog).
+
+    Returns:
+        ``(curated_index, lineage)``: the index again, for its MLflow artefact twin, and
+        ``{raw_index_sha256, raw_index_rows, curated_index_sha256, curated_index_rows}``.
+    """
+    lineage = index_lineage({"raw_index": raw_index, "curated_index": curated_index})
+    log_lineage(lineage)
+    return curated_index, lineage

@@ -9,7 +9,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Build the curate pipeline: harmonise, features, de-dup, filter, split, report.
 
     Returns:
-        The pipeline, reading ``raw_index`` and writing ``curated_index`` and its reports.
+        The pipeline, reading ``raw_index`` and writing ``curated_index``, its reports and its
+        lineage (digests of the tables read and written).
     """
     return Pipeline(
         [
@@ -59,6 +60,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["curated_index", "curation_exclusions"],
                 ["curation_split_summary", "curation_split_plot", "curation_metrics"],
                 name="curate_summarise",
+            ),
+            Node(
+                nodes.record_lineage,
+                ["raw_index", "curated_index"],
+                ["curated_index_artifact", "curation_lineage"],
+                name="curate_record_lineage",
             ),
         ]
     )

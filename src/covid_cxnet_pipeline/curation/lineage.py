@@ -1,0 +1,73 @@
+"""Which index tables a curate run read and wrote: content digests and row counts, for MLflow.
+
+The digests pin the exact tables behind a run, so two curate runs (or a curate run and the
+training run that read its output) can be compared by content, whatever their file versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+
+import mlflow
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+def table_digest(frame: pd.DataFrame) -> str:
+    """A stable sha256 of a table's content (column names, column order and values).
+
+    Hashes a canonical CSV rendering rather than pandas' internal hashing, so that the digest
+    does not depend on the row index, dtype backends or the pandas version. It is the same
+    rendering as ``training.mlflow_logging.dataframe_digest`` (kept here so that curation does
+    not import Keras): one table gives one digest in curate and training runs alike.
+
+    Args:
+        frame: the table, e.g. ``raw_index`` or ``curated_index``.
+
+    Returns:
+        The hex sha256 digest.
+    """
+    canonical = frame.to_csv(index=False, lineterminator="\n", float_format="%.17g")
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def index_lineage(tables: Mapping[str, pd.DataFrame]) -> dict[str, str | int]:
+    """Digest and row count of each named table.
+
+    Args:
+        tables: name -> table, e.g. ``{"raw_index": ..., "curated_index": ...}``.
+
+    Returns:
+        ``{"<name>_sha256": digest, "<name>_rows": rows}`` for every table, in order.
+    """
+    lineage: dict[str, str | int] = {}
+    for name, frame in tables.items():
+        lineage[f"{name}_sha256"] = table_digest(frame)
+        lineage[f"{name}_rows"] = len(frame)
+    return lineage
+
+
+def log_lineage(lineage: Mapping[str, str | int]) -> bool:
+    """Record a lineage in the active MLflow run: each entry as a param and as a tag.
+
+    Params make the digests show in MLflow's run comparison; tags make them searchable
+    (``tags.curated_index_sha256 = '...'``). Nothing is logged without an active run (a plain
+    unit test or notebook): MLflow's fluent API would otherwise open a stray run.
+
+    Args:
+        lineage: the output of :func:`index_lineage`.
+
+    Returns:
+        True when logged, False without an active run.
+    """
+    if mlflow.active_run() is None:
+        logger.warning("No active MLflow run: curate lineage %s not logged", dict(lineage))
+        return False
+    values = {name: str(value) for name, value in lineage.items()}
+    mlflow.log_params(values)
+    mlflow.set_tags(values)
+    logger.info("Logged curate lineage to MLflow: %s", values)
+    return True
