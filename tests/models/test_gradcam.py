@@ -153,3 +153,69 @@ def test_saved_and_reloaded_classifier_gives_the_same_heatmaps(tmp_path):
     images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     assert find_last_conv_layer(reloaded) == ("relu",)
     np.testing.assert_allclose(grad_cam(reloaded, images), grad_cam(model, images), atol=1e-6)
+
+
+# --- Known answer computed independently in the test ------------------------------------------
+
+
+def _random_multiclass_model() -> keras.Model:
+    """Random weights, and a non-linear head, so logit, probability and activations all differ."""
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((12, 12, 2))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(5, 3, strides=2, activation="relu", name="conv_b")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(6, activation="tanh", name="hidden")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="random_multiclass")
+
+
+def _by_hand(model: keras.Model, images: np.ndarray, classes: list[int], score: str) -> np.ndarray:
+    """Grad-CAM written out step by step; ``score`` is "logit" or "probability"."""
+    import tensorflow as tf
+
+    probe = keras.Model(
+        model.inputs[0], [model.get_layer("conv_b").output, model.get_layer("hidden").output]
+    )
+    head = model.get_layer("predictions")
+    kernel, bias = (np.asarray(weight) for weight in head.get_weights())
+    with tf.GradientTape() as tape:
+        maps, hidden = probe(tf.constant(images), training=False)
+        logits = tf.matmul(hidden, kernel) + bias
+        values = logits if score == "logit" else tf.nn.softmax(logits)
+        picked = tf.reduce_sum(values * tf.one_hot(classes, 3))
+    gradients = tape.gradient(picked, maps).numpy()
+    maps = maps.numpy()
+    heatmaps = []
+    for image_maps, image_gradients in zip(maps, gradients, strict=True):
+        weights = image_gradients.mean(axis=(0, 1))  # one weight per channel
+        cam = np.maximum((image_maps * weights).sum(axis=-1), 0.0)
+        heatmaps.append(_upsample_and_scale(cam, images.shape[1:3]))
+    return np.stack(heatmaps)
+
+
+def _upsample_and_scale(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import tensorflow as tf
+
+    # Bilinear with half-pixel centres (tf.image.resize), the same grid as OpenCV INTER_LINEAR.
+    up = tf.image.resize(cam[None, ..., None].astype("float32"), size, method="bilinear")
+    up = np.maximum(up.numpy()[0, ..., 0], 0.0)
+    return up / up.max() if up.max() > 0 else up
+
+
+def test_matches_grad_cam_computed_by_hand_on_random_weights():
+    model = _random_multiclass_model()
+    images = np.random.default_rng(3).uniform(0.0, 1.0, (2, 12, 12, 2)).astype("float32")
+    classes = [0, 2]
+    expected = _by_hand(model, images, classes, score="logit")
+    assert np.all(expected.max(axis=(1, 2)) == pytest.approx(1.0))  # nothing degenerate
+    np.testing.assert_allclose(grad_cam(model, images, class_index=classes), expected, atol=1e-5)
+
+    # The same test would catch a library using the probability or the raw activations.
+    by_probability = _by_hand(model, images, classes, score="probability")
+    assert np.abs(by_probability - expected).max() > 1e-2
+    raw_maps = keras.Model(model.inputs[0], model.get_layer("conv_b").output)(images).numpy()
+    raw_average = np.stack(
+        [_upsample_and_scale(maps.mean(axis=-1), images.shape[1:3]) for maps in raw_maps]
+    )
+    assert np.abs(raw_average - expected).max() > 1e-2
