@@ -26,6 +26,8 @@ OUTPUTS = (
     "curation_split_summary",
     "curation_split_plot",
     "curation_metrics",
+    "curation_exclusions_csv",
+    "curation_duplicate_groups_csv",
     "curated_index_artifact",
     "curation_lineage",
 )
@@ -93,6 +95,8 @@ def test_curate_pipeline_produces_curated_index_and_reports(raw_index, params):
     assert metrics["excluded.pediatric_age"]["value"] == 2.0
     groups = catalog["curation_duplicate_groups"].load()
     assert groups["member_image_ids"].tolist() == ["src_a:0.png;src_b:copy.jpg"]
+    pd.testing.assert_frame_equal(catalog["curation_exclusions_csv"].load(), exclusions)
+    pd.testing.assert_frame_equal(catalog["curation_duplicate_groups_csv"].load(), groups)
     pd.testing.assert_frame_equal(catalog["curated_index_artifact"].load(), curated)
     assert catalog["curation_lineage"].load() == {
         "raw_index_sha256": table_digest(raw_index),

@@ -171,6 +171,21 @@ def summarise(
     return summary, split_summary_figure(summary), curation_metrics(summary, exclusions)
 
 
+def report_copies(
+    exclusions: pd.DataFrame, duplicate_groups: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The saved reports again, for their CSV twins logged to MLflow.
+
+    Args:
+        exclusions: the exclusion report, as saved.
+        duplicate_groups: the duplicate-group report, as saved.
+
+    Returns:
+        ``(exclusions, duplicate_groups)`` unchanged.
+    """
+    return exclusions, duplicate_groups
+
+
 def record_lineage(
     raw_index: pd.DataFrame, curated_index: pd.DataFrame
 ) -> tuple[pd.DataFrame, dict[str, str | int]]:

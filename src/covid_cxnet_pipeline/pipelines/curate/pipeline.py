@@ -62,6 +62,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="curate_summarise",
             ),
             Node(
+                nodes.report_copies,
+                ["curation_exclusions", "curation_duplicate_groups"],
+                ["curation_exclusions_csv", "curation_duplicate_groups_csv"],
+                name="curate_report_copies",
+            ),
+            Node(
                 nodes.record_lineage,
                 ["raw_index", "curated_index"],
                 ["curated_index_artifact", "curation_lineage"],
