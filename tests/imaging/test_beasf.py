@@ -96,6 +96,19 @@ def test_min_max_binning_bug_of_the_seed_gives_a_different_answer():
     assert correct[0, 3] <= 118 < correct[1, 0]
 
 
+@pytest.mark.parametrize("gamma", [1e-17, 1e-7, -1.5, 0.0, float("nan"), float("inf"), "steep"])
+def test_unusable_gamma_names_the_parameter(gamma):
+    # 1e-17 used to give a zero sigmoid span -> NaN -> an all-zero LUT with only a warning.
+    image = np.array([[0, 50, 100], [150, 200, 255]], dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"preprocess\.enhance\.beasf_gamma"):
+        beasf(image, gamma)
+
+
+def test_smallest_accepted_gamma_is_the_identity():
+    image = np.random.default_rng(5).integers(0, 256, (16, 16), dtype=np.uint8)
+    np.testing.assert_array_equal(beasf_lut(gray_histogram(image), 1e-6), np.arange(256))
+
+
 def test_invalid_inputs_are_rejected():
     with pytest.raises(ValueError, match="gamma must be > 0"):
         beasf(np.zeros((2, 2), np.uint8), gamma=0)

@@ -30,6 +30,23 @@ from covid_cxnet_pipeline.imaging.enhance import apply_lut, gray_histogram
 
 # The sigmoid argument spans 5 units over each sub-range, as in the authors' code.
 _SIGMOID_SPAN = 5.0
+# Below this the sigmoid is so flat that its span over a sub-range vanishes in floating point
+# (1e-17 gives exactly 0 and a NaN LUT); the mapping is already the identity by about 1e-4.
+_MIN_GAMMA = 1e-6
+
+
+def _checked_gamma(gamma: float) -> float:
+    """``gamma`` as a float, or a ValueError naming the parameter that sets it."""
+    try:
+        value = float(gamma)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and value >= _MIN_GAMMA):
+        raise ValueError(
+            f"BEASF gamma must be > 0, finite and at least {_MIN_GAMMA:g} (parameter "
+            f"preprocess.enhance.beasf_gamma; COVID-CXNet uses 1.5), got {gamma!r}"
+        )
+    return value
 
 
 def _sub_median(counts: np.ndarray, first_level: int) -> float:
@@ -59,14 +76,15 @@ def beasf_lut(histogram: np.ndarray, gamma: float = 1.5) -> np.ndarray:
     Args:
         histogram: 256 non-negative counts, entry k = number of pixels of gray level k
             (:func:`~covid_cxnet_pipeline.imaging.enhance.gray_histogram`).
-        gamma: Sigmoid steepness (> 0). Small values approach the identity, large values a step
-            at each sub-histogram median. COVID-CXNet uses 1.5.
+        gamma: Sigmoid steepness, finite and at least 1e-6. Small values approach the
+            identity, large values a step at each sub-histogram median. COVID-CXNet uses 1.5.
 
     Returns:
         uint8 array of 256 entries, non-decreasing, mapping gray level -> enhanced level.
 
     Raises:
-        ValueError: The histogram does not have 256 entries or is empty, or ``gamma <= 0``.
+        ValueError: The histogram does not have 256 entries or is empty, or ``gamma`` is not
+            a finite number >= 1e-6.
     """
     counts = np.asarray(histogram, dtype=np.float64)
     if counts.shape != (256,) or counts.sum() <= 0 or np.any(counts < 0):
@@ -74,8 +92,7 @@ def beasf_lut(histogram: np.ndarray, gamma: float = 1.5) -> np.ndarray:
             f"BEASF needs a 256-bin gray-level histogram with a positive total, got shape "
             f"{counts.shape} and total {counts.sum()}"
         )
-    if not gamma > 0:
-        raise ValueError(f"BEASF gamma must be > 0 (parameter beasf_gamma), got {gamma}")
+    gamma = _checked_gamma(gamma)
     levels = np.arange(256, dtype=np.float64)
     # floor of the mean: the seed truncates the mean to an int the same way.
     split = int(np.floor(np.dot(levels, counts) / counts.sum()))
@@ -98,10 +115,13 @@ def beasf(image: np.ndarray, gamma: float = 1.5) -> np.ndarray:
 
     Args:
         image: 2-D uint8 image.
-        gamma: Sigmoid steepness (> 0); COVID-CXNet uses 1.5.
+        gamma: Sigmoid steepness (finite, >= 1e-6); COVID-CXNet uses 1.5.
 
     Returns:
         Enhanced uint8 image of the same shape.
+
+    Raises:
+        ValueError: ``image`` is not uint8 or ``gamma`` is invalid.
     """
     if image.dtype != np.uint8:
         raise ValueError(
