@@ -131,3 +131,49 @@ def test_safe_member_path():
     for bad in ("", "/", "..", "a/..", "/abs", "x\x00y", "D:\\x"):
         with pytest.raises(ArchiveError):
             safe_member_path(bad)
+
+
+def corrupt_deflate_zip_bytes() -> bytes:
+    """A zip whose one deflated member has an invalid block type (zlib's "invalid block type")."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("CXR_png/a.png", b"chest x-ray " * 400)
+        info = bundle.getinfo("CXR_png/a.png")
+    data = bytearray(buffer.getvalue())
+    name_length = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    # First deflate byte 0xFF: BFINAL=1, BTYPE=11, which RFC 1951 reserves (an error).
+    data[info.header_offset + 30 + name_length + extra_length] = 0xFF
+    return bytes(data)
+
+
+def file_then_folder_zip_bytes() -> bytes:
+    """A zip with a file ``a`` and then a member ``a/b`` that needs ``a`` to be a folder."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("a", b"file")
+        bundle.writestr("a/b", b"member below a file")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [(corrupt_deflate_zip_bytes, "invalid block type"), (file_then_folder_zip_bytes, "a/b")],
+)
+def test_zip_that_fails_midway_is_an_archive_error_naming_it(tmp_path, make, reason):
+    archive = tmp_path / "images_001.zip"
+    archive.write_bytes(make())
+    with pytest.raises(ArchiveError, match=rf"images_001\.zip.*{reason}"):
+        extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
+    assert list((tmp_path / "extracted").iterdir()) == []  # no partial folder left
+
+
+def test_tar_with_file_then_member_below_it_is_an_archive_error(tmp_path):
+    archive = make_tar(
+        tmp_path / "images_002.tar.gz",
+        [file_info("a"), file_info("a/b")],
+        {"a": b"file", "a/b": b"below a file"},
+    )
+    with pytest.raises(ArchiveError, match=r"images_002\.tar\.gz.*a/b"):
+        extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
+    assert list((tmp_path / "extracted").iterdir()) == []

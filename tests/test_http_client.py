@@ -125,6 +125,18 @@ def test_fetch_archive_extracts_once_and_refuses_zip_slip(server, tmp_path):
         source.fetch_archive("missing.zip")
 
 
+def test_damaged_archive_is_source_unavailable_naming_its_url(server, tmp_path):
+    from tests.test_archives import corrupt_deflate_zip_bytes, file_then_folder_zip_bytes
+
+    server.plan.files["/src/corrupt.zip"] = corrupt_deflate_zip_bytes()
+    server.plan.files["/src/clash.zip"] = file_then_folder_zip_bytes()
+    source = client(server, tmp_path)
+    with pytest.raises(SourceUnavailable, match=r"/src/corrupt\.zip refused.*invalid block type"):
+        source.fetch_archive("corrupt.zip")
+    with pytest.raises(SourceUnavailable, match=r"/src/clash\.zip refused.*'a/b'"):
+        source.fetch_archive("clash.zip")
+
+
 def test_config_errors_name_the_parameter(tmp_path):
     with pytest.raises(ValueError, match=r"ingest.sources.s.base_url"):
         HttpSourceClient("s", "", cache_dir=tmp_path, session=make_session())

@@ -33,6 +33,26 @@ class ArchiveError(ValueError):
     """The file is not a readable archive, or it is refused as unsafe or too large."""
 
 
+# What reading a damaged archive or writing its members can raise besides ``ArchiveError``.
+_EXTRACTION_ERRORS = (
+    zlib.error,
+    OSError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    tarfile.TarError,
+    EOFError,
+    lzma.LZMAError,
+    NotImplementedError,
+)
+
+
+def _reason(error: BaseException) -> str:
+    """The error's text without the temporary extraction path an ``OSError`` carries."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
 def extract_archive(
     archive: str | os.PathLike,
     dest_root: str | os.PathLike,
@@ -67,12 +87,17 @@ def extract_archive(
     dest_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}.", suffix=".part", dir=dest_root))
     try:
-        if zipfile.is_zipfile(archive):
-            _extract_zip(archive, tmp, max_total_bytes, max_members)
-        elif _is_tar(archive):
-            _extract_tar(archive, tmp, max_total_bytes, max_members)
-        else:
-            raise ArchiveError(f"{archive.name}: not a zip or tar archive")
+        try:
+            if zipfile.is_zipfile(archive):
+                _extract_zip(archive, tmp, max_total_bytes, max_members)
+            elif _is_tar(archive):
+                _extract_tar(archive, tmp, max_total_bytes, max_members)
+            else:
+                raise ArchiveError(f"{archive.name}: not a zip or tar archive")
+        except _EXTRACTION_ERRORS as error:
+            # Whatever a damaged or odd archive raises becomes one error naming it, which the
+            # source client reports as an unavailable archive instead of crashing the run.
+            raise ArchiveError(f"{archive.name}: cannot extract: {_reason(error)}") from None
         try:
             os.replace(tmp, target)
         except OSError:
@@ -181,8 +206,14 @@ def _extract_zip(archive: Path, root: Path, max_total_bytes: int, max_members: i
                 if info.is_dir():
                     root.joinpath(*relpath.parts).mkdir(parents=True, exist_ok=True)
                     continue
-                with bundle.open(info) as source:
-                    _write_member(source, root, relpath, budget)
+                try:
+                    with bundle.open(info) as source:
+                        _write_member(source, root, relpath, budget)
+                except _EXTRACTION_ERRORS as error:
+                    raise ArchiveError(
+                        f"{archive.name}: member {info.filename!r} cannot be extracted: "
+                        f"{_reason(error)}"
+                    ) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as error:
         raise ArchiveError(f"{archive.name}: unreadable zip: {error}") from None
 
@@ -212,7 +243,13 @@ def _extract_tar(archive: Path, root: Path, max_total_bytes: int, max_members: i
                 source = bundle.extractfile(member)
                 if source is None:
                     raise ArchiveError(f"unreadable member: {member.name!r}")
-                with source:
-                    _write_member(source, root, relpath, budget)
+                try:
+                    with source:
+                        _write_member(source, root, relpath, budget)
+                except _EXTRACTION_ERRORS as error:
+                    raise ArchiveError(
+                        f"{archive.name}: member {member.name!r} cannot be extracted: "
+                        f"{_reason(error)}"
+                    ) from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as error:
         raise ArchiveError(f"{archive.name}: unreadable tar: {error}") from None
