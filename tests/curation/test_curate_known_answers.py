@@ -197,3 +197,19 @@ def test_copies_with_conflicting_labels_are_all_excluded(tmp_path, curate_params
         "src_b:x.jpg": "label_conflict",
         "src_c:x.png": "label_conflict",
     }
+
+
+def test_validation_rejects_one_file_kept_twice(raw_index, curate_params):
+    # Two rows of the same file (same sha256) mean exact de-duplication regressed.
+    curated, _, _ = run_curation(raw_index, curate_params)
+    twice = curated.copy()
+    same_place = twice.index[twice["split"] == twice.loc[0, "split"]][1]
+    for column in ("sha256", "patient_group", "duplicate_group"):
+        twice.loc[same_place, column] = twice.loc[0, column]
+    with pytest.raises(CurationValidationError) as raised:
+        validate_curated_index(twice, curate_params["filters"])
+    message = str(raised.value)
+    assert "column 'sha256' fails field_uniqueness in 2 case(s)" in message
+    assert "exact de-duplication regressed" in message
+    assert twice.loc[0, "sha256"] in message
+    validate_curated_index(curated, curate_params["filters"])  # the untouched index passes

@@ -51,12 +51,46 @@ def curated_schema(
             "duplicate_group": pa.Column(None, pa.Check.str_length(min_value=1), **text),
             "duplicate_count": pa.Column(None, pa.Check.ge(1), **text),
             "split": pa.Column(None, pa.Check.isin(SPLITS), **text),
-            "sha256": pa.Column(None, pa.Check.str_matches(r"^[0-9a-f]{64}$"), **text),
+            # Exact duplicates must have been merged by de-duplication: a tripwire if it regresses.
+            "sha256": pa.Column(None, pa.Check.str_matches(r"^[0-9a-f]{64}$"), unique=True, **text),
             "path": pa.Column(None, pa.Check.str_length(min_value=1), **text),
         },
         strict=False,
         name="curated_index",
     )
+
+
+# Why a failed uniqueness check matters, added to the schema message.
+_UNIQUENESS_HINTS = {
+    "image_id": "an image is listed twice",
+    "sha256": "one file is kept twice: exact de-duplication regressed",
+}
+
+
+def describe_schema_failures(failure_cases: pd.DataFrame) -> str:
+    """One readable line per failed column check, naming a few failing values and rows.
+
+    Args:
+        failure_cases: ``SchemaErrors.failure_cases`` (columns ``column``, ``check``,
+            ``failure_case``, ``index``).
+
+    Returns:
+        The lines, joined by newlines.
+    """
+    lines = []
+    for (column, check), cases in failure_cases.groupby(
+        ["column", "check"], dropna=False, sort=True
+    ):
+        values = sorted({str(v) for v in cases["failure_case"]})
+        rows = cases["index"].dropna().tolist()
+        where = f"column {column!r}" if pd.notna(column) else "the table"
+        line = f"{where} fails {check} in {len(cases)} case(s)"
+        line += f" (rows {_name_groups(rows)})" if rows else ""
+        line += f": {_name_groups(values)}"
+        if check == "field_uniqueness" and column in _UNIQUENESS_HINTS:
+            line += f" ({_UNIQUENESS_HINTS[column]})"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _name_groups(groups: Sequence[str]) -> str:
@@ -99,7 +133,10 @@ def validate_curated_index(frame: pd.DataFrame, filters: Mapping) -> pd.DataFram
     try:
         curated_schema(labels, views).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as error:
-        raise CurationValidationError(f"curated_index breaks its schema:\n{error}") from error
+        raise CurationValidationError(
+            "curated_index breaks its schema; check the curate pipeline and its parameters:\n- "
+            + describe_schema_failures(error.failure_cases).replace("\n", "\n- ")
+        ) from error
     problems = []
     for column in ("patient_group", "duplicate_group"):
         leaking = groups_in_several_splits(frame, column)
