@@ -173,6 +173,7 @@ def test_histogram_reference_is_built_from_the_train_split_only(curated_index, p
     np.testing.assert_allclose(reference["histogram"], expected)
     assert reference["n_images"] == 4 and reference["split"] == "train"
     assert reference["input_size"] == list(INPUT_SIZE)
+    assert reference["unet_sha256"] == nodes.weights_digest(brightness_unet())
 
 
 def test_rerun_recomputes_nothing(curated_index, params, tmp_path, monkeypatch):

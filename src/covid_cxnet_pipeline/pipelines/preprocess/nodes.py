@@ -89,7 +89,8 @@ def predict_lung_masks(
         params: ``preprocess`` parameters.
 
     Returns:
-        The curated rows with ``mask_key``, ``lung_mask_full_path`` (mask at the U-Net size),
+        The curated rows with ``unet_sha256`` (:func:`weights_digest`), ``mask_key``,
+        ``lung_mask_full_path`` (mask at the U-Net size),
         ``mask_area`` and ``mask_computed``.
     """
     rows = _curated_rows(curated_index)
@@ -142,6 +143,7 @@ def predict_lung_masks(
             )
     computed = {mask_path for _, mask_path in work}
     return rows.assign(
+        unet_sha256=model_digest,
         mask_key=keys,
         lung_mask_full_path=mask_paths,
         mask_area=[chain.read_mask_area(path) for path in mask_paths],
@@ -227,7 +229,7 @@ def build_histogram_reference(roi_table: pd.DataFrame, params: dict[str, Any]) -
 
     Returns:
         ``{"histogram": [256 floats], "digest", "n_images", "split": "train", "input_size",
-        "use_lung_roi"}`` (catalog ``histogram_reference``).
+        "use_lung_roi", "unet_sha256"}`` (catalog ``histogram_reference``).
     """
     train = roi_table[roi_table["split"] == "train"]
     if train.empty:
@@ -254,6 +256,8 @@ def build_histogram_reference(roi_table: pd.DataFrame, params: dict[str, Any]) -
         "split": "train",
         "input_size": list(_roi_settings(params)["input_size"]),
         "use_lung_roi": bool(params["use_lung_roi"]),
+        # The U-Net whose masks cropped these images: train and predict can check it.
+        "unet_sha256": str(roi_table["unet_sha256"].iloc[0]),
     }
 
 
