@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import zlib
 from pathlib import Path
 
 import cv2
@@ -53,6 +54,55 @@ def test_png_16bit_with_12_significant_bits_scales_by_4095(tmp_path):
     cv2.imwrite(str(path), stored)
     expected = np.array([[0, 51], [128, 255]])  # 819*255/4095 = 51.0, 2048*255/4095 = 127.53
     np.testing.assert_array_equal(load_grayscale(path), expected)
+
+
+def _insert_chunk_after_ihdr(path: Path, chunk_type: bytes, data: bytes) -> None:
+    """Add a PNG chunk (length, type, data, CRC-32 of type + data) right after IHDR."""
+    content = path.read_bytes()
+    after_ihdr = 8 + 4 + 4 + 13 + 4  # signature, length, "IHDR", 13 data bytes, CRC
+    assert content[12:16] == b"IHDR"
+    crc = zlib.crc32(chunk_type + data).to_bytes(4, "big")
+    chunk = len(data).to_bytes(4, "big") + chunk_type + data + crc
+    path.write_bytes(content[:after_ihdr] + chunk + content[after_ihdr:])
+
+
+def test_png_16bit_sbit_12_scales_by_4095_whatever_the_brightest_pixel(tmp_path):
+    # Peak 2000 alone would suggest 11 bits (/ 2047); sBIT says 12: divide by 4095.
+    stored = np.array([[0, 1000], [1500, 2000]], dtype=np.uint16)
+    path = tmp_path / "sbit12.png"
+    cv2.imwrite(str(path), stored)
+    _insert_chunk_after_ihdr(path, b"sBIT", bytes([12]))
+    assert np.array_equal(np.asarray(Image.open(path)), stored)  # still a valid PNG
+    # 1000*255/4095 = 62.27, 1500*255/4095 = 93.41, 2000*255/4095 = 124.54
+    np.testing.assert_array_equal(load_grayscale(path), [[0, 62], [93, 125]])
+
+
+def test_png_16bit_sbit_with_samples_scaled_to_the_container_per_the_png_spec(tmp_path):
+    # The PNG spec asks encoders to scale 12-bit samples to 16 bits (x << 4 | x >> 8) and
+    # record sBIT = 12: samples above 4095 mean that layout, divided by 65535; the picture is
+    # the same as the low-bit layout of the previous test.
+    twelve_bit = np.array([[0, 1000], [1500, 2000]], dtype=np.uint16)
+    path = tmp_path / "sbit12_scaled.png"
+    cv2.imwrite(str(path), (twelve_bit << 4) | (twelve_bit >> 8))
+    _insert_chunk_after_ihdr(path, b"sBIT", bytes([12]))
+    np.testing.assert_array_equal(load_grayscale(path), [[0, 62], [93, 125]])
+
+
+def test_png_16bit_rgb_sbit_uses_the_largest_colour_depth(tmp_path):
+    bgr = np.zeros((1, 2, 3), dtype=np.uint16)
+    bgr[0, 1] = (1000, 1000, 1000)  # gray: luma = 1000
+    path = tmp_path / "rgb_sbit.png"
+    cv2.imwrite(str(path), bgr)
+    _insert_chunk_after_ihdr(path, b"sBIT", bytes([10, 12, 10]))
+    np.testing.assert_array_equal(load_grayscale(path), [[0, 62]])  # / 4095, not / 1023
+
+
+def test_png_16bit_invalid_sbit_falls_back_to_the_peak(tmp_path):
+    stored = np.array([[0, 2047]], dtype=np.uint16)
+    path = tmp_path / "bad_sbit.png"
+    cv2.imwrite(str(path), stored)
+    _insert_chunk_after_ihdr(path, b"sBIT", bytes([17]))  # more than the 16-bit depth
+    np.testing.assert_array_equal(load_grayscale(path), [[0, 255]])
 
 
 def test_png_16bit_full_range_scales_by_65535(tmp_path):

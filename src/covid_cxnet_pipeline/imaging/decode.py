@@ -120,18 +120,31 @@ def _matching_suffixes(image_format: str) -> set[str]:
     }[image_format]
 
 
-def _to_uint8_by_bit_range(values: np.ndarray) -> np.ndarray:
+def _to_uint8_by_bit_range(
+    values: np.ndarray, significant_bits: int | None = None, container_bits: int = 16
+) -> np.ndarray:
     """Scale integer samples stored in a wide container to 0..255 by their significant bits.
 
     A 16-bit container often holds 10-, 12- or 14-bit data: dividing by 65535 would leave the image
-    nearly black. The significant bit depth is inferred from the largest sample (at least 8 bits),
-    so 12-bit data (max <= 4095) is divided by 4095 and full 16-bit data by 65535.
+    nearly black. When the file declares its significant bits (PNG ``sBIT``), they decide:
+    samples that all fit in them are low-bit data (12-bit data is divided by 4095 whatever its
+    brightest pixel); larger samples were scaled to the full container, as the PNG
+    specification asks encoders to do, and are divided by ``2**container_bits - 1``. Without a
+    declaration, the fallback infers the depth from the largest sample (at least 8 bits), so
+    12-bit data whose peak is 4095 is divided by 4095, but one whose peak is 2000 by 2047.
     """
     values = np.clip(values, 0, None)
     peak = int(values.max()) if values.size else 0
-    bits = max(8, peak.bit_length())
-    scale = 255.0 / float(2**bits - 1)
-    return np.rint(values.astype(np.float64) * scale).astype(np.uint8)
+    if significant_bits is not None and 0 < significant_bits < container_bits:
+        low_bit_data = peak <= 2**significant_bits - 1
+        bits = significant_bits if low_bit_data else container_bits
+    elif significant_bits is not None and significant_bits == container_bits:
+        bits = container_bits
+    else:
+        bits = max(8, peak.bit_length())
+    top = float(2**bits - 1)
+    scaled = np.clip(values.astype(np.float64), 0.0, top) * (255.0 / top)
+    return np.rint(scaled).astype(np.uint8)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -185,20 +198,63 @@ def _png_bit_depth(header: bytes) -> int:
     return header[24] if len(header) > 24 and header[12:16] == b"IHDR" else 8
 
 
+# PNG colour type -> how many leading sBIT bytes describe the colour (not alpha) channels.
+_SBIT_COLOUR_BYTES = {0: 1, 2: 3, 3: 3, 4: 1, 6: 3}
+
+
+def _png_significant_bits(path: Path) -> int | None:
+    """The PNG ``sBIT`` depth of the colour channels (largest of them), or None when absent.
+
+    Chunks are walked from the signature up to the first IDAT (sBIT must precede it), seeking
+    over their data, so the pixels are never read here. Each chunk is a 4-byte big-endian
+    length, a 4-byte type, the data and a 4-byte CRC.
+    """
+    with path.open("rb") as handle:
+        handle.seek(len(_PNG_MAGIC))
+        colour_type = bit_depth = None
+        while True:
+            head = handle.read(8)
+            if len(head) < 8:
+                return None
+            length, chunk_type = int.from_bytes(head[:4], "big"), head[4:]
+            if chunk_type in (b"IDAT", b"IEND"):
+                return None
+            if chunk_type == b"IHDR":
+                data = handle.read(length)
+                if len(data) < 10:
+                    return None
+                bit_depth, colour_type = data[8], data[9]
+            elif chunk_type == b"sBIT":
+                data = handle.read(length)
+                wanted = _SBIT_COLOUR_BYTES.get(colour_type)
+                if wanted is None or len(data) < wanted:
+                    return None
+                bits = max(data[:wanted])
+                # A depth outside 1..bit depth is malformed: fall back to the heuristic.
+                if bit_depth is None or not 0 < bits <= bit_depth:
+                    logger.warning("%s: ignoring invalid PNG sBIT %d", path, bits)
+                    return None
+                return bits
+            else:
+                handle.seek(length, 1)
+            handle.seek(4, 1)  # CRC
+
+
 def _decode_png16(path: Path, alpha: str) -> np.ndarray:
     """16-bit PNGs through OpenCV: Pillow reduces 16-bit colour PNGs to their high byte."""
     buffer = np.fromfile(path, dtype=np.uint8)
     pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise ImageDecodeError(path, "truncated or corrupt 16-bit PNG data")
+    significant_bits = _png_significant_bits(path)
     if pixels.ndim == 2:
-        return _to_uint8_by_bit_range(pixels.astype(np.int64))
+        return _to_uint8_by_bit_range(pixels.astype(np.int64), significant_bits)
     # OpenCV orders colour channels BGR(A).
     gray = _luma(pixels[..., 2::-1])
     if pixels.shape[2] == 4:
         alpha_max = 65535.0 if pixels.dtype == np.uint16 else 255.0
         gray = _apply_alpha(gray, pixels[..., 3], alpha_max, alpha)
-    return _to_uint8_by_bit_range(np.rint(gray).astype(np.int64))
+    return _to_uint8_by_bit_range(np.rint(gray).astype(np.int64), significant_bits)
 
 
 def _decode_with_pillow(path: Path, image_format: str, alpha: str, exif: bool) -> np.ndarray:
@@ -360,8 +416,9 @@ def load_grayscale(
 
     Formats are detected from the content: PNG (8- or 16-bit, gray, RGB, palette, with or without
     alpha), JPEG (any extension, e.g. ``.jfif``), WebP, BMP and DICOM. Colour is reduced with
-    BT.601 luma. Wide samples (16-bit PNG, DICOM without VOI) are scaled by their significant bit
-    depth, inferred from the largest sample. DICOM goes through the Modality LUT, then the VOI
+    BT.601 luma. Wide samples (16-bit PNG, DICOM colour) are scaled by their significant bit
+    depth: a 16-bit PNG's ``sBIT`` chunk when it has one, else inferred from the largest sample
+    (a fallback that depends on each image's brightest pixel). DICOM goes through the Modality LUT, then the VOI
     LUT or window (first one), is mapped onto 0..255 from the VOI output range, and inverted
     once when it is MONOCHROME1 or its Presentation LUT Shape is INVERSE, so bone is bright.
     Malformed modality/VOI tags (e.g. Window Width 0) are ignored with a warning naming the
