@@ -98,6 +98,22 @@ def test_features_are_cached_by_sha256(variants, tmp_path):
     assert read_feature_cache(cache, FeatureConfig(phash_size=8)).empty  # other config: miss
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_bar_counts_the_images_to_decode_in_order(variants, tmp_path, capsys, workers):
+    index = pd.DataFrame([{"image_id": f"s:{n}", **stored} for n, stored in variants.items()])
+    features = compute_features(index, FeatureConfig(), None, workers=workers, progress=True)
+    assert features["sha256"].tolist() == index["sha256"].drop_duplicates().tolist()
+    err = capsys.readouterr().err
+    assert "Image features: 100%" in err
+    assert "7/7" in err  # 8 rows, 7 distinct files: the exact copy is decoded once
+
+
+def test_no_progress_bar_unless_asked(variants, tmp_path, capsys):
+    index = pd.DataFrame([{"image_id": "s:o", **variants["original"]}])
+    compute_features(index, FeatureConfig(), None)
+    assert capsys.readouterr().err == ""
+
+
 def test_undecodable_and_missing_files_are_reported_not_raised(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")

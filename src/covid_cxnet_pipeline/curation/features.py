@@ -19,6 +19,7 @@ import imagehash
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +239,7 @@ def compute_features(
     config: FeatureConfig,
     cache_path: str | Path | None = None,
     workers: int = 1,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Features for every distinct sha256 in ``images``, reusing and updating the cache.
 
@@ -246,6 +248,7 @@ def compute_features(
         config: how features are computed.
         cache_path: parquet file keyed by sha256 (written atomically); None disables caching.
         workers: worker processes for decoding (1 decodes in this process).
+        progress: show a tqdm progress bar over the images to decode.
 
     Returns:
         A frame with ``FEATURE_COLUMNS``, one row per distinct sha256 of ``images``.
@@ -260,11 +263,15 @@ def compute_features(
         len(todo),
     )
     tasks = [(str(s), str(p), config) for s, p in zip(todo["sha256"], todo["path"], strict=True)]
+    bar = {"total": len(tasks), "desc": "Image features", "unit": "image", "disable": not progress}
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            computed = list(pool.map(_features_task, tasks, chunksize=8))
+            # Executor.map yields results in task order as they arrive (an ordered imap), so
+            # the bar advances while the workers run.
+            results = pool.map(_features_task, tasks, chunksize=8)
+            computed = list(tqdm(results, **bar))
     else:
-        computed = [_features_task(task) for task in tasks]
+        computed = [_features_task(task) for task in tqdm(tasks, **bar)]
     fresh = pd.DataFrame(computed, columns=list(FEATURE_COLUMNS)) if computed else None
     combined = cache if fresh is None else pd.concat([cache, fresh], ignore_index=True)
     if cache_path and fresh is not None:

@@ -75,8 +75,9 @@ def image_features(index: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     settings = dict(params["features"])
     cache_path = settings.pop("cache_path", None)
     workers = int(settings.pop("workers", 1))
+    progress = bool(settings.pop("progress", False))
     return compute_features(
-        index, _config(FeatureConfig, settings, "features"), cache_path, workers
+        index, _config(FeatureConfig, settings, "features"), cache_path, workers, progress
     )
 
 
