@@ -42,11 +42,12 @@ def test_harmonise_view_rejects_a_map_outside_the_vocabulary():
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("covid", "covid"), ("COVID-19", "covid"), ("normal", "normal"), ("cap", "cap"),
-     ("Pneumonia", "cap"), ("other", "other"), ("", "other"), ("tuberculosis", "other")],
+    [("covid", "covid"), (" Normal", "normal"), ("cap", "cap"), ("other", "other"),
+     ("", "other"), (None, "other"), ("COVID-19", "other"), ("pneumonia", "other")],
 )  # fmt: skip
-def test_harmonise_label_known_answers(curate_params, raw, expected):
-    assert harmonise_label(raw, curate_params["labels"]["map"]) == expected
+def test_harmonise_label_known_answers(raw, expected):
+    # Upstream spellings ("COVID-19", "pneumonia") are the source adapters' job, not curation's.
+    assert harmonise_label(raw) == expected
 
 
 @pytest.mark.parametrize(

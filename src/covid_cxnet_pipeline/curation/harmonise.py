@@ -43,21 +43,21 @@ def harmonise_view(raw_view: object, view_map: Mapping[str, str]) -> str:
     return mapped or "unknown"
 
 
-def harmonise_label(raw_label: object, label_map: Mapping[str, str]) -> str:
-    """Map an ingested label to a class label, or "other" when it is none of them.
+def harmonise_label(raw_label: object) -> str:
+    """A raw index label as a class label, or "other" when it is none of them.
+
+    The source adapters already map each upstream's findings to ``schema.RAW_LABELS`` (normal /
+    cap / covid / other), so no spelling table is needed here: "other" and anything outside the
+    vocabulary become "other", which ``filters.exclude_unknown_labels`` removes.
 
     Args:
-        raw_label: the raw index label (normally one of ``schema.RAW_LABELS``).
-        label_map: extra spellings -> class label (``curate.labels.map``), e.g. "covid-19".
+        raw_label: the raw index label.
 
     Returns:
         One of ``schema.CLASS_LABELS`` or "other".
     """
     key = _key(raw_label)
-    if key in CLASS_LABELS:
-        return key
-    mapped = {_key(k): v for k, v in label_map.items()}.get(key)
-    return mapped if mapped in CLASS_LABELS else "other"
+    return key if key in CLASS_LABELS else "other"
 
 
 def age_in_years(raw_age: object, max_age: float) -> float:
@@ -113,17 +113,16 @@ def harmonise_index(raw_index: pd.DataFrame, params: Mapping) -> pd.DataFrame:
 
     Args:
         raw_index: rows with ``schema.RAW_INDEX_COLUMNS``.
-        params: the ``curate`` parameters (``labels``, ``views``, ``ages``, ``patients``).
+        params: the ``curate`` parameters (``views``, ``ages``, ``patients``).
 
     Returns:
         The harmonised frame.
     """
     view_map = params["views"]["map"]
-    label_map = params["labels"].get("map", {}) or {}
     max_age = float(params["ages"]["max_plausible_years"])
     namespaces = params["patients"].get("namespaces", {}) or {}
     frame = raw_index.copy()
-    frame["label"] = [harmonise_label(v, label_map) for v in frame["label"]]
+    frame["label"] = [harmonise_label(v) for v in frame["label"]]
     frame["view_harmonised"] = [harmonise_view(v, view_map) for v in frame["view"]]
     frame["age_years"] = pd.Series(
         [age_in_years(v, max_age) for v in frame["age"]], index=frame.index, dtype="float64"
