@@ -165,6 +165,24 @@ def test_encode_labels_known_answers():
     assert output_class_names("multiclass", CLASSES) == CLASSES
 
 
+def test_binary_with_a_named_negative_class_rejects_other_labels():
+    labels = ["covid", "normal", "cap", "covid", "cap"]
+    # [normal, covid] names the negative output "normal": CAP must not be encoded as it.
+    with pytest.raises(ValueError, match=r"\{'cap': 2\}.*'normal' would misname") as error:
+        encode_labels(labels, "binary", ["normal", "covid"])
+    assert "not_covid" in str(error.value)
+    assert output_class_names("binary", ["normal", "covid"]) == ["normal", "covid"]
+    # The listed labels still encode, and a not_<positive> negative or a lone positive class
+    # group every other schema label as negative.
+    np.testing.assert_array_equal(
+        encode_labels(["covid", "normal"], "binary", ["normal", "covid"]), [1, 0]
+    )
+    np.testing.assert_array_equal(encode_labels(labels, "binary", ["covid"]), [1, 0, 0, 1, 0])
+    np.testing.assert_array_equal(
+        encode_labels(labels, "binary", ["not_covid", "covid"]), [1, 0, 0, 1, 0]
+    )
+
+
 def test_class_weights_known_answers(tiny_index):
     # train: 4 normal, 2 cap, 2 covid -> n / (k * count).
     weights = class_weights(tiny_index, "train", "multiclass", CLASSES)

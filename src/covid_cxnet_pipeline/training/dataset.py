@@ -89,8 +89,11 @@ def encode_labels(labels: Iterable[str], task: str, classes: Sequence[str]) -> n
 
     Args:
         labels: Label strings from ``model_input_index.label``.
-        task: ``binary`` (index 1 for ``classes[-1]``, 0 for every other class label) or
-            ``multiclass`` (the position in ``classes``).
+        task: ``binary`` (index 1 for ``classes[-1]``, 0 for the others) or ``multiclass``
+            (the position in ``classes``). In binary mode every schema label counts as
+            negative only when the negative class is named ``not_<positive>`` (``classes`` of
+            one entry, or e.g. ``[not_covid, covid]``); with a named negative such as
+            ``[normal, covid]`` only the listed labels are accepted.
         classes: Class names; for binary, the last entry is the positive class.
 
     Returns:
@@ -101,13 +104,24 @@ def encode_labels(labels: Iterable[str], task: str, classes: Sequence[str]) -> n
     """
     class_list = _validate_task(task, classes)
     values = pd.Series(list(labels), dtype="object").astype(str)
-    allowed = set(CLASS_LABELS) | set(class_list) if task == "binary" else set(class_list)
+    allowed = set(class_list)
+    negative = output_class_names(task, class_list)[0] if task == "binary" else None
+    # Only a negative class named not_<positive> truthfully covers every other label; with
+    # classes like [normal, covid], CAP would silently become 0 and be reported as "normal".
+    if negative == f"not_{class_list[-1]}":
+        allowed |= set(CLASS_LABELS)
     unknown = values[~values.isin(allowed)]
     if not unknown.empty:
         counts = unknown.value_counts().to_dict()
+        hint = (
+            f" (the binary negative class {negative!r} would misname them; use classes "
+            f"[not_{class_list[-1]}, {class_list[-1]}] to group every other label as negative)"
+            if negative is not None and negative != f"not_{class_list[-1]}"
+            else ""
+        )
         raise ValueError(
-            f"Labels {counts} cannot be encoded for task {task!r} with classes {class_list}; "
-            "filter them out of model_input_index or add them to the classes parameter."
+            f"Labels {counts} cannot be encoded for task {task!r} with classes {class_list}"
+            f"{hint}; filter them out of model_input_index or add them to the classes parameter."
         )
     if task == "binary":
         return (values == class_list[-1]).to_numpy().astype(np.int64)
