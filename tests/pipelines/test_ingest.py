@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from kedro.config import OmegaConfigLoader
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.runner import SequentialRunner
+from PIL import Image
 
 from covid_cxnet_pipeline.pipelines.ingest import create_pipeline
 from covid_cxnet_pipeline.pipelines.ingest.nodes import REPORT_COLUMNS, SourceFailedError
 from covid_cxnet_pipeline.schema import RAW_INDEX_COLUMNS, RAW_MASK_INDEX_COLUMNS
 from tests.conftest import PROJECT_ROOT
+from tests.http_faults import FaultPlan, FaultServer
 
 SOURCES = ("figure1_covid", "shenzhen_montgomery_seg")
 
@@ -56,17 +59,30 @@ class KeptDataset(MemoryDataset):
         pass
 
 
-def run_ingest(ingest: dict, download: dict) -> dict[str, object]:
-    names = ("raw_index", "raw_mask_index", "ingest_report", "ingest_metrics", "image_store")
-    catalog = DataCatalog(
+OUTPUTS = (
+    "raw_index",
+    "raw_mask_index",
+    "ingest_report",
+    "ingest_report_csv",
+    "ingest_metrics",
+    "image_store",
+)
+
+
+def ingest_catalog(ingest: dict, download: dict) -> DataCatalog:
+    return DataCatalog(
         {
             "params:ingest": MemoryDataset(ingest),
             "params:download": MemoryDataset(download),
         }
-        | {name: KeptDataset() for name in names}
+        | {name: KeptDataset() for name in OUTPUTS}
     )
+
+
+def run_ingest(ingest: dict, download: dict) -> dict[str, object]:
+    catalog = ingest_catalog(ingest, download)
     SequentialRunner().run(create_pipeline(), catalog)
-    return {name: catalog[name].load() for name in names}
+    return {name: catalog[name].load() for name in OUTPUTS}
 
 
 def manifest_images(shared_data: Path, source_id: str) -> pd.DataFrame:
@@ -124,6 +140,89 @@ def test_unavailable_source_stops_the_run_with_its_name(
     sources["figure1_covid"]["base_url"] = f"{mirror_url}/not_there/"
     with pytest.raises(SourceFailedError, match=r"figure1_covid \(http.*/not_there/\).*HTTP 404"):
         run_ingest({"sources": sources}, download_params(tmp_path))
+
+
+def tiny_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (8, 6), color=90).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def faulty_upstream():
+    """An Actualmed-style source with one good, one missing (404) and one undecodable image."""
+    plan = FaultPlan()
+    plan.files["/act/"] = b'<a href="metadata.csv">m</a> <a href="images/">i</a>'
+    plan.files["/act/metadata.csv"] = b"imagename,finding\na.png,COVID-19\nb.png,\nc.png,\n"
+    plan.files["/act/images/"] = (
+        b'<a href="a.png">a</a> <a href="b.png">b</a> <a href="c.png">c</a>'
+    )
+    plan.files["/act/images/a.png"] = tiny_png()
+    plan.status["/act/images/b.png"] = 404
+    plan.files["/act/images/c.png"] = b"not a png at all"
+    with FaultServer(plan) as server:
+        yield server
+
+
+def faulty_sources(server) -> dict:
+    actualmed = {
+        "enabled": True,
+        "base_url": f"{server.url}/act/",
+        "listing": "http_index",
+        "metadata_path": "metadata.csv",
+        "images_dir": "images/",
+        "filename_column": "imagename",
+        "covid_source": "unknown",
+    }
+    # Same adapter, but its metadata.csv is absent upstream: the whole source fails.
+    figure1 = actualmed | {"base_url": f"{server.url}/gone/", "covid_source": "figure1"}
+    return {"actualmed_covid": actualmed, "figure1_covid": figure1}
+
+
+def test_file_failures_are_reported_and_the_run_goes_on(faulty_upstream, tmp_path):
+    sources = faulty_sources(faulty_upstream)
+    del sources["figure1_covid"]
+    outputs = run_ingest({"sources": sources}, download_params(tmp_path))
+    assert outputs["raw_index"]["upstream_path"].tolist() == ["images/a.png"]
+    report = outputs["ingest_report"].set_index("image_id")
+    base = f"{faulty_upstream.url}/act/images/"
+    assert report["url"].to_dict() == {"actualmed_covid:images/b.png": base + "b.png"} | {
+        "actualmed_covid:images/c.png": base + "c.png"
+    }
+    assert set(report["source_id"]) == {"actualmed_covid"}
+    assert "HTTP 404" in report.loc["actualmed_covid:images/b.png", "reason"]
+    assert "image" in report.loc["actualmed_covid:images/c.png", "reason"]
+    pd.testing.assert_frame_equal(outputs["ingest_report_csv"], outputs["ingest_report"])
+
+
+def test_failed_source_stops_the_run_after_the_report_is_saved(faulty_upstream, tmp_path):
+    catalog = ingest_catalog(
+        {"sources": faulty_sources(faulty_upstream)}, download_params(tmp_path)
+    )
+    with pytest.raises(SourceFailedError) as raised:
+        SequentialRunner().run(create_pipeline(), catalog)
+    message = str(raised.value)
+    assert f"source figure1_covid ({faulty_upstream.url}/gone/)" in message
+    assert "metadata.csv: HTTP 404" in message
+    assert "download.fail_on_source_error=false" in message
+    report = catalog["ingest_report"].load()
+    assert report.set_index("stage").loc["source", "source_id"] == "figure1_covid"
+    assert sorted(report.loc[report["stage"] != "source", "image_id"]) == [
+        "actualmed_covid:images/b.png",
+        "actualmed_covid:images/c.png",
+    ]
+    pd.testing.assert_frame_equal(catalog["ingest_report_csv"].load(), report)
+    # No partial index of the sources that did work is written by a failed run.
+    with pytest.raises(DatasetError):
+        catalog["raw_index"].load()
+
+
+def test_every_failed_source_is_named(faulty_upstream, tmp_path):
+    sources = faulty_sources(faulty_upstream)
+    sources["actualmed_covid"]["base_url"] = f"{faulty_upstream.url}/also_gone/"
+    with pytest.raises(SourceFailedError, match=r"2 source\(s\)") as raised:
+        run_ingest({"sources": sources}, download_params(tmp_path))
+    assert "actualmed_covid" in str(raised.value) and "figure1_covid" in str(raised.value)
 
 
 def test_unavailable_source_is_reported_when_allowed(

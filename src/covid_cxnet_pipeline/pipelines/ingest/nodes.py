@@ -2,9 +2,10 @@
 
 Per-file failures (404, timeout, truncated body, undecodable image) go into the ingest report and
 the run goes on. A source that fails entirely (its metadata or listing is unavailable, or none of
-its images could be stored) stops the run with an error naming it, its base URL and the reason,
-unless ``download.fail_on_source_error`` is false: then it becomes a report row (stage
-``source``) and the other sources are ingested.
+its images could be stored) becomes a report row (stage ``source``) too; once the report is saved
+(and logged to MLflow), ``check_sources`` stops the run with an error naming every such source,
+its base URL and the reason, unless ``download.fail_on_source_error`` is false: then the other
+sources' indexes are written.
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ def list_candidates(
         Image candidates (``CANDIDATE_COLUMNS``), mask candidates (``MASK_CANDIDATE_COLUMNS``)
         and one summary row per enabled source (``SUMMARY_COLUMNS``).
 
+    A source whose metadata or listing is unavailable, or that lists no image, gets status
+    "failed" in the summary (``check_sources`` raises for it once the report is saved).
+
     Raises:
-        SourceFailedError: a source's metadata or listing is unavailable, or it lists no image,
-            and ``download.fail_on_source_error`` is true.
         ValueError: no source is enabled.
     """
     sources = _enabled_sources(ingest_params)
@@ -90,7 +92,7 @@ def list_candidates(
         if status == "ok" and source_images.empty and not _metadata_only(adapter, config):
             status, reason = "failed", "the adapter found no image in the upstream layout"
         if status == "failed":
-            _source_failed(source_id, client.base_url, reason, download_params)
+            logger.error("source %s (%s) failed entirely: %s", source_id, client.base_url, reason)
         else:
             images.append(source_images.loc[:, list(CANDIDATE_COLUMNS)])
             masks.append(source_masks.loc[:, list(MASK_CANDIDATE_COLUMNS)])
@@ -140,25 +142,63 @@ def store_masks(mask_candidates: pd.DataFrame, download_params: dict[str, Any]) 
     return _store(mask_candidates, download_params, "masks")
 
 
-def build_raw_index(
-    stored_images: pd.DataFrame, source_summary: pd.DataFrame, download_params: dict[str, Any]
+def check_sources(
+    ingest_report: pd.DataFrame,
+    ingest_report_csv: pd.DataFrame,
+    source_summary: pd.DataFrame,
+    download_params: dict[str, Any],
 ) -> pd.DataFrame:
+    """Stop the run if a source failed entirely, after the report is saved and logged.
+
+    The report datasets are inputs only so that Kedro runs this node after saving them; the
+    raw indexes depend on its output, so a failed run writes no partial index.
+
+    Args:
+        ingest_report: from ``build_ingest_report`` (rows with stage "source" are failed
+            sources: ``url`` is the source's base URL).
+        ingest_report_csv: the same report as logged to MLflow (unused).
+        source_summary: from ``list_candidates``; passed through.
+        download_params: ``params:download`` (``fail_on_source_error``).
+
+    Returns:
+        ``source_summary`` unchanged.
+
+    Raises:
+        SourceFailedError: a source failed entirely and ``download.fail_on_source_error`` is
+            true; the message names every failed source, its base URL and the reason.
+    """
+    del ingest_report_csv
+    failed = ingest_report[ingest_report["stage"] == "source"]
+    if failed.empty:
+        return source_summary
+    lines = [f"source {row.source_id} ({row.url}): {row.reason}" for row in failed.itertuples()]
+    if not download_params.get("fail_on_source_error", True):
+        logger.error(
+            "%d source(s) failed entirely (recorded in the ingest report): %s",
+            len(lines),
+            "; ".join(lines),
+        )
+        return source_summary
+    names = ", ".join(f"ingest.sources.{source_id}.enabled=false" for source_id in failed.source_id)
+    raise SourceFailedError(
+        f"{len(lines)} source(s) failed entirely:\n  "
+        + "\n  ".join(lines)
+        + f"\nThe ingest report (ingest_report dataset) lists every failure. Fix or disable them "
+        f"({names}), or set download.fail_on_source_error=false to index the other sources."
+    )
+
+
+def build_raw_index(stored_images: pd.DataFrame, source_summary: pd.DataFrame) -> pd.DataFrame:
     """The raw index: one row per stored image, exactly ``schema.RAW_INDEX_COLUMNS``.
 
     Args:
         stored_images: from ``store_images``.
-        source_summary: from ``list_candidates``.
-        download_params: ``params:download`` (``fail_on_source_error``).
+        source_summary: from ``check_sources`` (an input so the index waits for that check).
 
     Returns:
         The raw index, sorted by ``image_id``.
-
-    Raises:
-        SourceFailedError: a listed source ended with no stored image, and
-            ``download.fail_on_source_error`` is true.
     """
-    for source_id, base_url, reason in _empty_sources(stored_images, source_summary):
-        _source_failed(source_id, base_url, reason, download_params)
+    del source_summary
     stored = stored_images[stored_images["reason"] == ""]
     index = stored.loc[:, list(RAW_INDEX_COLUMNS)].astype(
         {"width": "int64", "height": "int64", "age": "float64", "is_pediatric_flag": bool}
@@ -189,15 +229,15 @@ def build_ingest_report(
     source_summary: pd.DataFrame,
     stored_images: pd.DataFrame,
     stored_masks: pd.DataFrame,
-    raw_index: pd.DataFrame,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per failure: whole sources, images and masks (``REPORT_COLUMNS``).
+
+    It needs nothing the source check can stop, so it is saved even when a source failed.
 
     Args:
         source_summary: from ``list_candidates``.
         stored_images: from ``store_images``.
         stored_masks: from ``store_masks``.
-        raw_index: from ``build_raw_index``.
 
     Returns:
         The report twice: for the versioned Parquet and for the CSV logged to MLflow.
@@ -225,9 +265,8 @@ def build_ingest_report(
             }
             for row in failed.itertuples()
         ]
-    orphans = stored_masks[
-        (stored_masks["reason"] == "") & ~stored_masks["image_id"].isin(raw_index["image_id"])
-    ]
+    indexed = stored_images.loc[stored_images["reason"] == "", "image_id"]
+    orphans = stored_masks[(stored_masks["reason"] == "") & ~stored_masks["image_id"].isin(indexed)]
     rows += [
         {"source_id": row.source_id, "image_id": row.image_id, "url": row.url or row.local_path}
         | {"reason": "its image was not ingested", "stage": "mask index"}
@@ -315,18 +354,6 @@ def _enabled_sources(ingest_params: dict[str, Any]) -> dict[str, dict[str, Any]]
 def _metadata_only(adapter: Any, config: dict[str, Any]) -> bool:
     """Sources that publish only metadata (a label file other sources join) yield no image."""
     return bool(config.get("metadata_only", getattr(adapter, "metadata_only", False)))
-
-
-def _source_failed(
-    source_id: str, base_url: str, reason: str, download_params: dict[str, Any]
-) -> None:
-    message = f"source {source_id} ({base_url}) failed entirely: {reason}"
-    if download_params.get("fail_on_source_error", True):
-        raise SourceFailedError(
-            f"{message}. Fix or disable it (ingest.sources.{source_id}.enabled=false), or set "
-            "download.fail_on_source_error=false to record it in the ingest report and go on."
-        )
-    logger.error("%s (recorded in the ingest report)", message)
 
 
 def _empty_sources(

@@ -32,8 +32,27 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="store_masks",
             ),
             Node(
+                nodes.build_ingest_report,
+                inputs=["ingest_sources", "ingest_stored_images", "ingest_stored_masks"],
+                outputs=["ingest_report", "ingest_report_csv"],
+                name="build_ingest_report",
+            ),
+            # Reads the saved report, so a failed source stops the run only after the report
+            # is written and logged; the indexes wait for it, so no partial index is saved.
+            Node(
+                nodes.check_sources,
+                inputs=[
+                    "ingest_report",
+                    "ingest_report_csv",
+                    "ingest_sources",
+                    "params:download",
+                ],
+                outputs="ingest_sources_checked",
+                name="check_sources",
+            ),
+            Node(
                 nodes.build_raw_index,
-                inputs=["ingest_stored_images", "ingest_sources", "params:download"],
+                inputs=["ingest_stored_images", "ingest_sources_checked"],
                 outputs="raw_index",
                 name="build_raw_index",
             ),
@@ -44,23 +63,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="build_raw_mask_index",
             ),
             Node(
-                nodes.build_ingest_report,
-                inputs=[
-                    "ingest_sources",
-                    "ingest_stored_images",
-                    "ingest_stored_masks",
-                    "raw_index",
-                ],
-                outputs=["ingest_report", "ingest_report_csv"],
-                name="build_ingest_report",
-            ),
-            Node(
                 nodes.ingest_metrics,
                 inputs={
                     "raw_index": "raw_index",
                     "raw_mask_index": "raw_mask_index",
                     "ingest_report": "ingest_report",
-                    "source_summary": "ingest_sources",
+                    "source_summary": "ingest_sources_checked",
                     "stored_images": "ingest_stored_images",
                     "stored_masks": "ingest_stored_masks",
                 },
