@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from PIL import Image
 
 from covid_cxnet_pipeline.models.unet import build_unet
 from covid_cxnet_pipeline.pipelines.train import nodes
@@ -205,3 +206,92 @@ def test_instances_share_inputs_and_prefix_their_own():
     assert {"model_input_index", "params:train", "params:evaluate"} <= inputs
     assert "params:train_binary.training" in inputs
     assert "train_binary.model" in binary.outputs() | {d for n in binary.nodes for d in n.outputs}
+
+
+VERSION = "2026-11-29T00.00.00.000Z"
+
+
+def _versioned(root, relative: str):
+    """The file path of a Kedro versioned dataset's version ``VERSION``."""
+    path = root / relative / VERSION / relative.rsplit("/", 1)[-1]
+    path.parent.mkdir(parents=True)
+    return path
+
+
+@pytest.mark.slow
+def test_kedro_session_runs_train_binary_and_predicts_with_its_model(tmp_path, monkeypatch):
+    """The real catalog, parameters and kedro-mlflow hooks on a tiny project copy."""
+    import json
+    import shutil
+
+    from kedro.framework.project import configure_project
+    from kedro.framework.session import KedroSession
+
+    from covid_cxnet_pipeline.pipelines.predict.inference import load_bundle, predict_directory
+    from tests.conftest import PROJECT_ROOT
+
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    index = make_index(project / "images", SPLIT_LABELS, size=SIZE)
+    index.to_parquet(_versioned(project, "data/05_model_input/model_input_index.parquet"))
+    _versioned(project, "data/04_feature/histogram_reference.json").write_text(
+        json.dumps(HISTOGRAM)
+    )
+    build_unet((16, 16, 1), levels=1, base_filters=2).save(
+        _versioned(project, "data/06_models/unet_model.keras")
+    )
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tiny = {
+        "train": {
+            "backbone": "base_cnn",
+            "init": "random",
+            "input_size": SIZE,
+            "base_cnn": {"conv_layers": 2, "filters": 4, "dense_units": [4]},
+            "batch_size": 4,
+        },
+        "train_binary": {"training": {"epochs": 1}},
+        "evaluate": {
+            "bootstrap": {"n_resamples": 50},
+            "gradcam": {"per_class": 1},
+            "lime": {
+                "num_samples": 20,
+                "segmentation": "grid",
+                "segmentation_params": {"n_cells": 2},
+            },
+        },
+    }
+    configure_project("covid_cxnet_pipeline")
+    try:
+        with KedroSession.create(project, env="mirror", runtime_params=tiny) as session:
+            session.run(pipeline_names=["train_binary"])
+    finally:
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+    root = project / "data" / "06_models" / "train_binary"
+    assert len(list((root / "model.keras").iterdir())) == 1
+    report = (project / "data" / "08_reporting" / "train_binary" / "report.md").read_text()
+    assert "figures/roc_curves.png" in report
+    assert (
+        project / "data" / "08_reporting" / "train_binary" / "figures" / "roc_curves.png"
+    ).is_file()
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        runs = mlflow.search_runs(experiment_names=["covid_cxnet_pipeline"])
+        artifacts = mlflow.MlflowClient().list_artifacts(
+            runs.sort_values("start_time")["run_id"].iloc[0], "train_binary/report"
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(runs) == 1
+    assert "metrics.train_binary.test.accuracy" in runs.columns
+    assert "train_binary/report/report.md" in {item.path for item in artifacts}
+    images = project / "predict_in"
+    images.mkdir()
+    Image.fromarray(np.full((40, 40), 128, np.uint8)).save(images / "a.png")
+    table = predict_directory(load_bundle(str(root / "model.keras")), images, project / "out")
+    assert table["error"].eq("").all()
