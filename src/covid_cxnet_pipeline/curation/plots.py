@@ -35,8 +35,19 @@ def split_summary(curated: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index(drop=True)[list(SUMMARY_COLUMNS)]
 
 
+# One fixed colour per label, so that every figure of the project reads the same way.
+_LABEL_COLOURS = {"normal": "#4c72b0", "cap": "#dd8452", "covid": "#c44e52", "other": "#8c8c8c"}
+# A segment narrower than this fraction of its panel gets no count printed inside it.
+_MIN_LABELLED_FRACTION = 0.07
+
+
 def split_summary_figure(summary: pd.DataFrame) -> Figure:
-    """One panel per split: stacked bars of images per source, coloured by label.
+    """One panel per split: a horizontal stacked bar per source, coloured by label, with counts.
+
+    Sources are rows (their names stay readable however many there are), in the same order in
+    every panel. Each panel has its own scale, since the point is the composition of each split;
+    the counts are printed (inside wide enough segments, and the total at each bar's end), and the
+    panel title gives the split's total and its count per label.
 
     Args:
         summary: the table from :func:`split_summary`.
@@ -49,25 +60,47 @@ def split_summary_figure(summary: pd.DataFrame) -> Figure:
     labels = [lab for lab in CLASS_LABELS if lab in set(summary["label"])]
     labels += sorted(set(summary["label"]) - set(labels))
     figure, axes = plt.subplots(
-        1, len(splits), figsize=(4 + 3 * len(splits), 4.5), sharey=True, squeeze=False
+        1,
+        len(splits),
+        figsize=(2.2 + 3.4 * len(splits), 1.6 + 0.42 * max(1, len(sources))),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",  # makes room for the legend below the panels
     )
+    rows = list(range(len(sources)))
     for axis, split in zip(axes[0], splits, strict=True):
         table = (
             summary[summary["split"] == split]
             .pivot_table(index="source_id", columns="label", values="count", aggfunc="sum")
             .reindex(index=sources, columns=labels)
             .fillna(0)
+            .astype(int)
         )
-        bottom = pd.Series(0.0, index=sources)
+        totals = table.sum(axis=1)
+        width = max(1, int(totals.max()))
+        left = pd.Series(0, index=sources)
         for label in labels:
-            axis.bar(sources, table[label], bottom=bottom, label=label)
-            bottom += table[label]
-        axis.set_title(f"{split} ({int(table.to_numpy().sum())} images)")
-        axis.tick_params(axis="x", labelrotation=60, labelsize=7)
-    axes[0][0].set_ylabel("images")
-    axes[0][-1].legend(title="label")
+            counts = table[label]
+            colour = _LABEL_COLOURS.get(label)
+            axis.barh(rows, counts, left=left, color=colour, label=label, height=0.7)
+            for row, (count, start) in enumerate(zip(counts, left, strict=True)):
+                if count and count / width >= _MIN_LABELLED_FRACTION:
+                    axis.text(start + count / 2, row, str(count), ha="center", va="center",
+                              color="white", fontsize=7)  # fmt: skip
+            left += counts
+        for row, total in enumerate(totals):
+            axis.text(total + width * 0.02, row, str(total), va="center", fontsize=8)
+        axis.set_xlim(0, width * 1.15)
+        per_label = " · ".join(f"{label} {int(table[label].sum())}" for label in labels)
+        axis.set_title(f"{split}: {int(totals.sum())} images\n{per_label}", fontsize=9)
+        axis.set_xlabel("images")
+        axis.grid(axis="x", alpha=0.3)
+        axis.set_axisbelow(True)
+    axes[0][0].set_yticks(rows, sources)
+    axes[0][0].invert_yaxis()  # first source on top
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, title="label", loc="outside lower center", ncol=len(labels))
     figure.suptitle("Curated images per source, label and split")
-    figure.tight_layout()
     plt.close(figure)
     return figure
 
