@@ -131,3 +131,22 @@ def test_coverage_of_the_accuracy_interval():
 def test_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         bootstrap_ci([0, 1], [0.2, 0.8], **kwargs)
+
+
+def test_table_records_confidence_and_stratification():
+    y_true, prob = _noisy_binary(np.random.default_rng(4), 60, 0.75)
+    ci = bootstrap_ci(y_true, prob, n_resamples=200, confidence=0.9, stratified=False, seed=1)
+    # The six original columns keep their place; the two settings are appended.
+    assert tuple(ci.columns[:6]) == (
+        "metric",
+        "estimate",
+        "ci_lower",
+        "ci_upper",
+        "n_valid",
+        "n_resamples",
+    )
+    assert tuple(ci.columns[6:]) == ("confidence", "stratified")
+    assert (ci["confidence"] == 0.9).all()
+    assert not ci["stratified"].any()
+    default = bootstrap_ci(y_true, prob, n_resamples=200, seed=1)
+    assert (default["confidence"] == 0.95).all() and default["stratified"].all()

@@ -21,7 +21,17 @@ from covid_cxnet_pipeline.evaluation.metrics import (
 
 logger = logging.getLogger(__name__)
 
-CI_COLUMNS = ("metric", "estimate", "ci_lower", "ci_upper", "n_valid", "n_resamples")
+# confidence and stratified come last so code that selects the first six columns still works.
+CI_COLUMNS = (
+    "metric",
+    "estimate",
+    "ci_lower",
+    "ci_upper",
+    "n_valid",
+    "n_resamples",
+    "confidence",
+    "stratified",
+)
 
 
 def resample_weights(
@@ -136,7 +146,9 @@ def bootstrap_ci(
 
     Returns:
         DataFrame with columns ``metric``, ``estimate`` (on the full data), ``ci_lower``,
-        ``ci_upper``, ``n_valid`` (resamples where the metric is defined) and ``n_resamples``.
+        ``ci_upper``, ``n_valid`` (resamples where the metric is defined), ``n_resamples``,
+        ``confidence`` and ``stratified`` (the settings that produced the interval, so a
+        report can say which interval it shows).
 
     Raises:
         ValueError: if ``confidence`` is not in (0, 1) or ``n_resamples`` < 1.
@@ -164,6 +176,8 @@ def bootstrap_ci(
                 "ci_upper": upper,
                 "n_valid": int(np.count_nonzero(~np.isnan(samples[metric]))),
                 "n_resamples": n_resamples,
+                "confidence": float(confidence),
+                "stratified": bool(stratified),
             }
         )
     logger.info(

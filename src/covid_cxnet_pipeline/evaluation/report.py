@@ -48,7 +48,34 @@ def markdown_table(frame: pd.DataFrame, float_digits: int = 3, index: bool = Fal
     return "\n".join(lines)
 
 
-def _ci_with_intervals(ci_table: pd.DataFrame, float_digits: int) -> pd.DataFrame:
+def _level_text(confidence: float) -> str:
+    """0.95 -> "95%", 0.975 -> "97.5%"."""
+    return f"{round(float(confidence) * 100.0, 6):g}%"
+
+
+def _table_confidence(ci_table: pd.DataFrame, confidence: float | None) -> float | None:
+    """The one confidence level of the table (its ``confidence`` column, else the argument)."""
+    if "confidence" not in ci_table.columns:
+        if confidence is None:
+            logger.warning(
+                "The CI table has no confidence column and no confidence was given: the report "
+                "says 'CI' without a level; pass bootstrap_ci's table or confidence="
+            )
+        return confidence
+    levels = sorted({float(value) for value in ci_table["confidence"].dropna()})
+    if len(levels) != 1:
+        return None  # mixed or missing levels: shown per row instead
+    if confidence is not None and not math.isclose(levels[0], float(confidence)):
+        raise ValueError(
+            f"confidence={confidence} contradicts the CI table, computed at {levels[0]}; "
+            "drop the argument or rebuild the table at that level"
+        )
+    return levels[0]
+
+
+def _ci_with_intervals(
+    ci_table: pd.DataFrame, float_digits: int, confidence: float | None = None
+) -> pd.DataFrame:
     """Add a readable ``estimate [lower, upper]`` column to a bootstrap CI table."""
     if not {"estimate", "ci_lower", "ci_upper"} <= set(ci_table.columns):
         return ci_table
@@ -62,13 +89,31 @@ def _ci_with_intervals(ci_table: pd.DataFrame, float_digits: int) -> pd.DataFram
             ci_table["estimate"], ci_table["ci_lower"], ci_table["ci_upper"], strict=True
         )
     ]
+    level = _table_confidence(ci_table, confidence)
     columns = ["metric"] if "metric" in ci_table.columns else []
     out = ci_table[columns].copy()
-    out["estimate [95% CI]"] = readable
-    for extra in ("n_valid", "n_resamples"):
+    out["estimate [CI]" if level is None else f"estimate [{_level_text(level)} CI]"] = readable
+    extras = ["n_valid", "n_resamples"]
+    if level is None and "confidence" in ci_table.columns:
+        extras.append("confidence")
+    for extra in extras:
         if extra in ci_table.columns:
             out[extra] = ci_table[extra]
     return out
+
+
+def _ci_description(ci_table: pd.DataFrame) -> list[str]:
+    """One sentence on how the intervals were resampled, when the table records it."""
+    if "stratified" not in ci_table.columns or ci_table["stratified"].dropna().empty:
+        return []
+    kinds = {bool(value) for value in ci_table["stratified"].dropna()}
+    if kinds == {True}:
+        how = "resampled within each true class (class counts fixed)"
+    elif kinds == {False}:
+        how = "resampled over all samples (class counts vary)"
+    else:
+        how = "some rows resampled within each true class, others over all samples"
+    return [f"Percentile bootstrap intervals, {how}.", ""]
 
 
 def _check_relative(name: str, path: str) -> str:
@@ -98,6 +143,7 @@ def build_markdown_report(
     notes: str | Sequence[str] | None = None,
     tables: Mapping[str, pd.DataFrame] | None = None,
     float_digits: int = 3,
+    confidence: float | None = None,
 ) -> str:
     """Put an evaluation run together as one Markdown document.
 
@@ -105,18 +151,21 @@ def build_markdown_report(
         title: the report's title (e.g. model, run id and split).
         metrics_table: the main metrics (e.g. ``metrics.metrics_table`` or ``per_class_table``).
         ci_table: bootstrap CIs (``bootstrap.bootstrap_ci``); rendered as
-            ``estimate [lower, upper]``.
+            ``estimate [lower, upper]`` under a header naming the level from its
+            ``confidence`` column (e.g. ``estimate [90% CI]``).
         figures: figure name -> image path relative to the report (confusion matrix, ROC...).
         heatmap_grids: grid name -> image path relative to the report (Grad-CAM, LIME).
         notes: free text or a list of bullet points (data version, threshold rule, caveats).
         tables: further named tables (threshold report, localisation per class, seeds summary).
         float_digits: digits after the decimal point in tables.
+        confidence: the CI level, only for a ``ci_table`` without a ``confidence`` column;
+            with neither, the header says ``CI`` without a level.
 
     Returns:
         The Markdown text, ending with a newline.
 
     Raises:
-        ValueError: if an image path is absolute.
+        ValueError: if an image path is absolute, or ``confidence`` contradicts the table.
     """
     lines = [f"# {title}", ""]
     if notes:
@@ -127,12 +176,9 @@ def build_markdown_report(
             lines += [f"- {note}" for note in notes] + [""]
     lines += ["## Metrics", "", markdown_table(metrics_table, float_digits), ""]
     if ci_table is not None:
-        lines += [
-            "## Confidence intervals",
-            "",
-            markdown_table(_ci_with_intervals(ci_table, float_digits), float_digits),
-            "",
-        ]
+        readable = _ci_with_intervals(ci_table, float_digits, confidence)
+        lines += ["## Confidence intervals", "", *_ci_description(ci_table)]
+        lines += [markdown_table(readable, float_digits), ""]
     for name, table in (tables or {}).items():
         lines += [f"## {name}", "", markdown_table(table, float_digits), ""]
     if figures:
