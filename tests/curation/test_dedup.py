@@ -112,6 +112,10 @@ def test_no_progress_bar_unless_asked(variants, tmp_path, capsys):
     index = pd.DataFrame([{"image_id": "s:o", **variants["original"]}])
     compute_features(index, FeatureConfig(), None)
     assert capsys.readouterr().err == ""
+    cache = tmp_path / "cache.parquet"
+    compute_features(index, FeatureConfig(), cache)
+    compute_features(index, FeatureConfig(), cache, progress=True)  # all cached: no empty bar
+    assert capsys.readouterr().err == ""
 
 
 def test_undecodable_and_missing_files_are_reported_not_raised(tmp_path):

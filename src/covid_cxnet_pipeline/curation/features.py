@@ -263,7 +263,8 @@ def compute_features(
         len(todo),
     )
     tasks = [(str(s), str(p), config) for s, p in zip(todo["sha256"], todo["path"], strict=True)]
-    bar = {"total": len(tasks), "desc": "Image features", "unit": "image", "disable": not progress}
+    bar = {"total": len(tasks), "desc": "Image features", "unit": "image"}
+    bar["disable"] = not (progress and tasks)  # an all-cached run needs no empty bar
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             # Executor.map yields results in task order as they arrive (an ordered imap), so
