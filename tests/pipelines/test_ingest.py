@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -215,6 +216,37 @@ def test_failed_source_stops_the_run_after_the_report_is_saved(faulty_upstream, 
     # No partial index of the sources that did work is written by a failed run.
     with pytest.raises(DatasetError):
         catalog["raw_index"].load()
+
+
+def tiny_zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_failed_archive_is_reported_and_the_other_archive_ingested(tmp_path):
+    plan = FaultPlan()
+    plan.files["/kermany/part1.zip"] = tiny_zip(
+        {"chest_xray/train/NORMAL/IM-0001-0001.png": tiny_png()}
+    )
+    plan.status["/kermany/part2.zip"] = 404
+    with FaultServer(plan) as server:
+        kermany = {
+            "enabled": True,
+            "base_url": f"{server.url}/kermany/",
+            "archive": ["part1.zip", "part2.zip"],
+        }
+        outputs = run_ingest({"sources": {"kermany": kermany}}, download_params(tmp_path))
+    assert outputs["raw_index"]["upstream_path"].tolist() == [
+        "chest_xray/train/NORMAL/IM-0001-0001.png"
+    ]
+    report = outputs["ingest_report"]
+    assert report[["source_id", "image_id", "url", "stage"]].values.tolist() == [
+        ["kermany", "", f"{server.url}/kermany/part2.zip", "archive"]
+    ]
+    assert "HTTP 404" in report.loc[0, "reason"]
 
 
 def test_every_failed_source_is_named(faulty_upstream, tmp_path):

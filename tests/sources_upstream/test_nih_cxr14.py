@@ -105,6 +105,24 @@ def test_a_subset_of_archives_lists_only_their_images(nih_folder, loopback_clien
     assert client.archive_calls == ["images_001.tar.gz"]
 
 
+def test_one_missing_archive_is_reported_and_the_others_are_used(nih_folder, loopback_client):
+    folder, _ = nih_folder
+    client = loopback_client("nih_cxr14", folder)
+    config = {
+        "metadata_path": "Data_Entry_2017_v2020.csv",
+        "archives": ["images_001.tar.gz", "images_404.tar.gz"],
+    }
+    adapter = get_adapter("nih_cxr14", config)
+
+    frame = adapter.list_images(client)
+
+    assert sorted(frame["upstream_path"]) == ["images/00000261_002.png", "images/00001308_002.png"]
+    assert len(adapter.failures) == 1
+    failure = adapter.failures[0]
+    assert (failure["url"], failure["stage"]) == (client.url("images_404.tar.gz"), "archive")
+    assert "404" in failure["reason"]
+
+
 def test_absolute_archive_urls_through_the_http_client(nih_folder, http_source_client):
     """The real config lists NIH Box URLs: absolute archive URLs beside a relative label file."""
     folder, _ = nih_folder

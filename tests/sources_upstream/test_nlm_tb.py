@@ -15,6 +15,7 @@ from covid_cxnet_pipeline.sources.base import (
     get_adapter,
 )
 from covid_cxnet_pipeline.sources.nlm_tb import parse_age_years, parse_clinical_reading
+from covid_cxnet_pipeline.sources.protocol import SourceUnavailable
 from tests.sources_upstream.conftest import shared_images, write_zip
 
 SEG = "shenzhen_montgomery_seg"
@@ -112,7 +113,32 @@ def test_montgomery_rows_and_masks(montgomery_zip, loopback_client):
     assert "/ManualMask/leftMask/" in left["url"]
     with open(left["local_path"], "rb") as handle:
         assert handle.read() == members[left["url"].split("#", 1)[1]]
-    assert len(client.archive_calls) == 2  # list_images and list_masks share one archive
+    assert client.archive_calls == ["MontgomerySet.zip"]  # list_masks reuses list_images' one
+
+
+def test_a_missing_archive_is_reported_and_the_other_is_used(montgomery_zip, loopback_client):
+    folder, _, _ = montgomery_zip
+    client = loopback_client("montgomery", folder)
+    adapter = get_adapter("montgomery", {"archive": ["MontgomerySet.zip", "Missing.zip"]})
+
+    frame = adapter.list_images(client)
+    masks = adapter.list_masks(client, frame)
+
+    assert len(frame) == 3 and len(masks) == 4
+    assert frame["url"].str.startswith(client.url("MontgomerySet.zip") + "#").all()
+    assert len(adapter.failures) == 1  # not twice, although list_masks asked again
+    failure = adapter.failures[0]
+    assert (failure["url"], failure["stage"]) == (client.url("Missing.zip"), "archive")
+    assert "404" in failure["reason"]
+
+
+def test_every_archive_missing_makes_the_source_unavailable(montgomery_zip, loopback_client):
+    folder, _, _ = montgomery_zip
+    client = loopback_client("montgomery", folder)
+    adapter = get_adapter("montgomery", {"archive": ["Missing.zip", "Gone.zip"]})
+    with pytest.raises(SourceUnavailable, match=r"none of its 2 archive.*Missing\.zip.*Gone\.zip"):
+        adapter.list_images(client)
+    assert [failure["stage"] for failure in adapter.failures] == ["archive", "archive"]
 
 
 def test_montgomery_through_the_http_client(montgomery_zip, http_source_client):

@@ -9,14 +9,19 @@ downloads, verifies and stores each candidate, then fills ``sha256``, ``width``,
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 
 from covid_cxnet_pipeline.schema import RAW_INDEX_COLUMNS, RAW_MASK_INDEX_COLUMNS
-from covid_cxnet_pipeline.sources.protocol import SourceClient
+from covid_cxnet_pipeline.sources.protocol import SourceClient, SourceUnavailable
+
+logger = logging.getLogger(__name__)
 
 # Filled by the download step, so adapters do not produce them.
 _DOWNLOAD_FILLED = ("sha256", "width", "height", "path")
@@ -39,6 +44,8 @@ class SourceAdapter(ABC):
         source_ids: the ``ingest.sources.<id>`` keys this adapter serves.
         citation: how to cite the source.
         license: the licence the upstream states (per-image licences go in rows).
+        failures: parts of the source that failed without failing it (an archive among
+            several), as ingest report rows ``{"url", "reason", "stage"}``.
     """
 
     source_ids: ClassVar[tuple[str, ...]] = ()
@@ -48,6 +55,8 @@ class SourceAdapter(ABC):
     def __init__(self, source_id: str, config: dict[str, Any]):
         self.source_id = source_id
         self.config = config
+        self.failures: list[dict[str, str]] = []
+        self._archives: dict[str, tuple[str, Path | None, str]] = {}
 
     @abstractmethod
     def list_images(self, client: SourceClient) -> pd.DataFrame:
@@ -56,6 +65,54 @@ class SourceAdapter(ABC):
     def list_masks(self, client: SourceClient, images: pd.DataFrame) -> pd.DataFrame:
         """Candidate lung-mask rows with exactly ``MASK_CANDIDATE_COLUMNS`` (none by default)."""
         return empty_frame(MASK_CANDIDATE_COLUMNS)
+
+    def fetch_archives(
+        self, client: SourceClient, archives: str | Sequence[str], key: str
+    ) -> list[tuple[str, Path]]:
+        """Fetch and extract each archive; one that fails becomes a row of ``failures``.
+
+        A 42 GB source split in twelve archives should not be lost to one broken download, so
+        only a source whose every archive fails is unavailable. Results are kept per adapter,
+        so ``list_masks`` reuses what ``list_images`` fetched (and reports nothing twice).
+
+        Args:
+            client: the source's client.
+            archives: archive URLs or paths under ``base_url`` (a single one as a string).
+            key: the config key that lists them, for error messages.
+
+        Returns:
+            ``(archive URL, extracted folder)`` of each archive that could be used, in order.
+
+        Raises:
+            ValueError: no archive is configured.
+            SourceUnavailable: every archive failed.
+        """
+        names = [archives] if isinstance(archives, str) else list(archives or [])
+        if not names:
+            raise ValueError(f"ingest.sources.{self.source_id}.{key} is empty: list an archive")
+        fetched, reasons = [], []
+        for archive in names:
+            if archive not in self._archives:
+                url = (
+                    archive if archive.startswith(("http://", "https://")) else client.url(archive)
+                )
+                try:
+                    self._archives[archive] = (url, client.fetch_archive(archive), "")
+                except SourceUnavailable as error:
+                    logger.warning("%s: archive skipped: %s", self.source_id, error)
+                    self._archives[archive] = (url, None, str(error))
+                    self.failures.append({"url": url, "reason": str(error), "stage": "archive"})
+            url, root, reason = self._archives[archive]
+            if root is None:
+                reasons.append(reason)
+            else:
+                fetched.append((url, root))
+        if not fetched:
+            raise SourceUnavailable(
+                f"source {self.source_id}: none of its {len(names)} archive(s) could be used "
+                f"(ingest.sources.{self.source_id}.{key}): " + "; ".join(reasons)
+            )
+        return fetched
 
 
 def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:

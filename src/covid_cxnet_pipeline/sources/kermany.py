@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 import pandas as pd
@@ -20,7 +20,6 @@ from covid_cxnet_pipeline.sources.attribution import NOT_COVID_SOURCE
 from covid_cxnet_pipeline.sources.base import SourceAdapter, register
 from covid_cxnet_pipeline.sources.candidates import (
     archive_images,
-    archive_url,
     candidate_frame,
     candidate_row,
     setting,
@@ -76,7 +75,8 @@ class KermanyAdapter(SourceAdapter):
     learn; the ``viral`` flag and this key let curation opt in). Every image is flagged
     pediatric (``is_pediatric_flag``); per-image ages are not published, so ``age`` is NaN.
 
-    Config keys (``ingest.sources.kermany``): ``archive`` (URL, or path under ``base_url``),
+    Config keys (``ingest.sources.kermany``): ``archive`` (URL, or path under ``base_url``, or a
+    list of them: one that cannot be fetched is reported and skipped),
     ``view`` (default ""), ``viral_label`` (default "other").
     """
 
@@ -96,9 +96,12 @@ class KermanyAdapter(SourceAdapter):
                 f"ingest.sources.{self.source_id}.viral_label must be one of {RAW_LABELS}, "
                 f"got {viral_label!r}"
             )
-        url, root = archive_url(client, archive), client.fetch_archive(archive)
-        rows, skipped = [], []
-        for member in archive_images(root):
+        rows, skipped, seen = [], [], set()
+        for url, root, member in self._members(client, archive):
+            if member in seen:
+                logger.warning("%s: %s is in two archives; first kept", self.source_id, member)
+                continue
+            seen.add(member)
             parsed = parse_member(member)
             if parsed is None:
                 skipped.append(member)
@@ -136,8 +139,18 @@ class KermanyAdapter(SourceAdapter):
             )
         if not rows:
             raise ValueError(
-                f"{self.source_id}: no chest_xray/<split>/<NORMAL|PNEUMONIA>/ images in {url}; "
+                f"{self.source_id}: no chest_xray/<split>/<NORMAL|PNEUMONIA>/ images in {archive}; "
                 f"check ingest.sources.{self.source_id}.archive (ChestXRay2017.zip)"
             )
-        logger.info("%s: %d images listed from %s", self.source_id, len(rows), url)
+        logger.info("%s: %d images listed from %s", self.source_id, len(rows), archive)
         return candidate_frame(rows)
+
+    def _members(
+        self, client: SourceClient, archive: str | list[str]
+    ) -> list[tuple[str, Path, str]]:
+        """``(archive URL, extracted folder, member)`` of every image in the usable archives."""
+        return [
+            (url, root, member)
+            for url, root in self.fetch_archives(client, archive, "archive")
+            for member in archive_images(root)
+        ]

@@ -18,7 +18,6 @@ from covid_cxnet_pipeline.sources.attribution import NOT_COVID_SOURCE
 from covid_cxnet_pipeline.sources.base import SourceAdapter, register
 from covid_cxnet_pipeline.sources.candidates import (
     archive_images,
-    archive_url,
     candidate_frame,
     candidate_row,
     setting,
@@ -62,7 +61,8 @@ class NihChestXray14Adapter(SourceAdapter):
     as Infiltration are common); everything else -> other. ``finding`` keeps ``Finding Labels``.
 
     Config keys (``ingest.sources.nih_cxr14``): ``metadata_path`` (path of the label file under
-    ``base_url``), ``archives`` (list of archive URLs or paths under ``base_url``).
+    ``base_url``), ``archives`` (list of archive URLs or paths under ``base_url``; one that
+    cannot be fetched is reported and skipped, the source fails only when all do).
     """
 
     source_ids: ClassVar[tuple[str, ...]] = ("nih_cxr14",)
@@ -80,8 +80,6 @@ class NihChestXray14Adapter(SourceAdapter):
             self.source_id,
         )
         archives = setting(self.config, self.source_id, "archives")
-        if isinstance(archives, str):
-            archives = [archives]
         if not archives:
             raise ValueError(
                 f"ingest.sources.{self.source_id}.archives is empty: list at least one of "
@@ -89,8 +87,8 @@ class NihChestXray14Adapter(SourceAdapter):
             )
         rows: dict[str, dict[str, Any]] = {}
         unlabelled: list[str] = []
-        for archive in archives:
-            url, root = archive_url(client, archive), client.fetch_archive(archive)
+        # An archive that cannot be fetched is reported and skipped (``failures``).
+        for url, root in self.fetch_archives(client, archives, "archives"):
             found = 0
             for member in archive_images(root):
                 entry = entries.get(PurePosixPath(member).name)

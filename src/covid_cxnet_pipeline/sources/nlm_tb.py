@@ -18,7 +18,6 @@ from covid_cxnet_pipeline.sources.attribution import NOT_COVID_SOURCE
 from covid_cxnet_pipeline.sources.base import SourceAdapter, register
 from covid_cxnet_pipeline.sources.candidates import (
     archive_images,
-    archive_url,
     candidate_frame,
     candidate_row,
     mask_frame,
@@ -108,7 +107,8 @@ class NlmTuberculosisAdapter(SourceAdapter):
     asks users to cite the papers above and not to redistribute outside the research group).
     Labels: ``_0`` -> normal, ``_1`` (tuberculosis) -> other; the reading text is the finding.
 
-    Config keys (``ingest.sources.<id>``): ``archive`` (URL, or path under ``base_url``),
+    Config keys (``ingest.sources.<id>``): ``archive`` (URL, or path under ``base_url``, or a
+    list of them: one that cannot be fetched is reported and skipped),
     ``view`` (the view the collection documents, default ``""``).
     """
 
@@ -119,18 +119,24 @@ class NlmTuberculosisAdapter(SourceAdapter):
     )
     license: ClassVar[str] = "NLM research use with attribution (no redistribution)"
 
-    def _archive_root(self, client: SourceClient) -> tuple[str, Path]:
+    def _archive_roots(self, client: SourceClient) -> list[tuple[str, Path]]:
         archive = self.config.get("archive")
         if not archive:
             raise ValueError(
                 f"{self.source_id}: set ingest.sources.{self.source_id}.archive to the NLM zip "
                 "(a URL or a path under base_url)"
             )
-        return archive_url(client, archive), client.fetch_archive(archive)
+        # An archive that cannot be fetched is reported and skipped (``failures``).
+        return self.fetch_archives(client, archive, "archive")
 
     def list_images(self, client: SourceClient) -> pd.DataFrame:
         """One row per ``CXR_png/`` image, joined with its clinical reading."""
-        url, root = self._archive_root(client)
+        rows = []
+        for url, root in self._archive_roots(client):
+            rows += self._archive_rows(client, url, root)
+        return candidate_frame(rows)
+
+    def _archive_rows(self, client: SourceClient, url: str, root: Path) -> list[dict[str, Any]]:
         images = {PurePosixPath(member).stem: member for member in archive_images(root, "CXR_png")}
         if not images:
             raise ValueError(
@@ -163,17 +169,29 @@ class NlmTuberculosisAdapter(SourceAdapter):
             )
             rows.append(row | {"url": f"{url}#{member}"})
         logger.info("%s: %d images listed from %s", self.source_id, len(rows), url)
-        return candidate_frame(rows)
+        return rows
 
     def list_masks(self, client: SourceClient, images: pd.DataFrame) -> pd.DataFrame:
         """Left and right lung masks from ``ManualMask/`` (Montgomery only), full image size."""
-        url, root = self._archive_root(client)
-        sides = {
-            structure: {PurePosixPath(m).stem: m for m in archive_images(root, side)}
-            for structure, side in (("left_lung", "leftMask"), ("right_lung", "rightMask"))
+        # Masks live beside their images: look in the archive each image came from.
+        sides_by_url = {
+            url: (
+                root,
+                {
+                    structure: {PurePosixPath(m).stem: m for m in archive_images(root, side)}
+                    for structure, side in (("left_lung", "leftMask"), ("right_lung", "rightMask"))
+                },
+            )
+            for url, root in self._archive_roots(client)
         }
         rows = []
-        for image_id, member in zip(images["image_id"], images["upstream_path"], strict=True):
+        for image_id, member, image_url in zip(
+            images["image_id"], images["upstream_path"], images["url"], strict=True
+        ):
+            url = image_url.split("#", 1)[0]
+            if url not in sides_by_url:
+                continue
+            root, sides = sides_by_url[url]
             stem = PurePosixPath(member).stem
             for structure, masks in sides.items():
                 if stem not in masks:

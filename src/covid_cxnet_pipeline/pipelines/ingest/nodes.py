@@ -54,7 +54,7 @@ class SourceFailedError(RuntimeError):
 
 def list_candidates(
     ingest_params: dict[str, Any], download_params: dict[str, Any]
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Ask each enabled source's adapter for its candidate images and lung masks.
 
     Args:
@@ -64,8 +64,9 @@ def list_candidates(
         download_params: ``params:download``.
 
     Returns:
-        Image candidates (``CANDIDATE_COLUMNS``), mask candidates (``MASK_CANDIDATE_COLUMNS``)
-        and one summary row per enabled source (``SUMMARY_COLUMNS``).
+        Image candidates (``CANDIDATE_COLUMNS``), mask candidates (``MASK_CANDIDATE_COLUMNS``),
+        one summary row per enabled source (``SUMMARY_COLUMNS``) and the parts of sources
+        that failed without failing them, e.g. one archive of several (``REPORT_COLUMNS``).
 
     A source whose metadata or listing is unavailable, or that lists no image, gets status
     "failed" in the summary (``check_sources`` raises for it once the report is saved).
@@ -75,7 +76,7 @@ def list_candidates(
     """
     sources = _enabled_sources(ingest_params)
     session = session_from_params(download_params)
-    images, masks, summary = [], [], []
+    images, masks, summary, partial_failures = [], [], [], []
     for source_id, config in sources.items():
         adapter = get_adapter(source_id, config)
         client = HttpSourceClient.from_config(source_id, config, download_params, session)
@@ -89,6 +90,10 @@ def list_candidates(
         except Exception as error:
             error.add_note(f"while listing source {source_id} ({client.base_url})")
             raise
+        partial_failures += [
+            {"source_id": source_id, "image_id": ""} | failure
+            for failure in getattr(adapter, "failures", [])
+        ]
         if status == "ok" and source_images.empty and not _metadata_only(adapter, config):
             status, reason = "failed", "the adapter found no image in the upstream layout"
         if status == "failed":
@@ -120,6 +125,7 @@ def list_candidates(
         image_candidates,
         _concat(masks, MASK_CANDIDATE_COLUMNS),
         pd.DataFrame(summary, columns=list(SUMMARY_COLUMNS)),
+        pd.DataFrame(partial_failures, columns=list(REPORT_COLUMNS)).astype(str),
     )
 
 
@@ -229,8 +235,9 @@ def build_ingest_report(
     source_summary: pd.DataFrame,
     stored_images: pd.DataFrame,
     stored_masks: pd.DataFrame,
+    listing_failures: pd.DataFrame,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per failure: whole sources, images and masks (``REPORT_COLUMNS``).
+    """One row per failure: whole sources, archives, images and masks (``REPORT_COLUMNS``).
 
     It needs nothing the source check can stop, so it is saved even when a source failed.
 
@@ -238,6 +245,7 @@ def build_ingest_report(
         source_summary: from ``list_candidates``.
         stored_images: from ``store_images``.
         stored_masks: from ``store_masks``.
+        listing_failures: from ``list_candidates`` (stage "archive" rows and the like).
 
     Returns:
         The report twice: for the versioned Parquet and for the CSV logged to MLflow.
@@ -272,6 +280,7 @@ def build_ingest_report(
         | {"reason": "its image was not ingested", "stage": "mask index"}
         for row in orphans.itertuples()
     ]
+    rows += listing_failures.loc[:, list(REPORT_COLUMNS)].to_dict(orient="records")
     report = pd.DataFrame(rows, columns=list(REPORT_COLUMNS)).astype(str)
     report = report.sort_values(["source_id", "stage", "image_id", "url"]).reset_index(drop=True)
     if not report.empty:

@@ -16,7 +16,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.list_candidates,
                 inputs=["params:ingest", "params:download"],
-                outputs=["ingest_image_candidates", "ingest_mask_candidates", "ingest_sources"],
+                outputs=[
+                    "ingest_image_candidates",
+                    "ingest_mask_candidates",
+                    "ingest_sources",
+                    "ingest_listing_failures",
+                ],
                 name="list_candidates",
             ),
             Node(
@@ -33,7 +38,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.build_ingest_report,
-                inputs=["ingest_sources", "ingest_stored_images", "ingest_stored_masks"],
+                inputs=[
+                    "ingest_sources",
+                    "ingest_stored_images",
+                    "ingest_stored_masks",
+                    "ingest_listing_failures",
+                ],
                 outputs=["ingest_report", "ingest_report_csv"],
                 name="build_ingest_report",
             ),
