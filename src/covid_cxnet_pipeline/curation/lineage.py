@@ -6,32 +6,15 @@ training run that read its output) can be compared by content, whatever their fi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 
 import mlflow
 import pandas as pd
 
+from covid_cxnet_pipeline.digests import table_digest
+
 logger = logging.getLogger(__name__)
-
-
-def table_digest(frame: pd.DataFrame) -> str:
-    """A stable sha256 of a table's content (column names, column order and values).
-
-    Hashes a canonical CSV rendering rather than pandas' internal hashing, so that the digest
-    does not depend on the row index, dtype backends or the pandas version. It is the same
-    rendering as ``training.mlflow_logging.dataframe_digest`` (kept here so that curation does
-    not import Keras): one table gives one digest in curate and training runs alike.
-
-    Args:
-        frame: the table, e.g. ``raw_index`` or ``curated_index``.
-
-    Returns:
-        The hex sha256 digest.
-    """
-    canonical = frame.to_csv(index=False, lineterminator="\n", float_format="%.17g")
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def index_lineage(tables: Mapping[str, pd.DataFrame]) -> dict[str, str | int]:

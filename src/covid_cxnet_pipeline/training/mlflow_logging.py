@@ -8,7 +8,6 @@ None, so the same node code works in plain unit tests and notebooks.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import logging
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,8 @@ import mlflow.keras
 import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
+
+from covid_cxnet_pipeline.digests import table_digest as dataframe_digest
 
 logger = logging.getLogger(__name__)
 
@@ -136,22 +137,6 @@ def log_keras_model(
     )
     logger.info("Logged model %s as %s", name, info.model_uri)
     return info.model_uri
-
-
-def dataframe_digest(df: pd.DataFrame) -> str:
-    """A stable sha256 of a table's content (column names, order and values).
-
-    Hashes a canonical CSV rendering, which does not depend on pandas' internal hashing or on
-    the row index, so the same index table gives the same digest across runs and machines.
-
-    Args:
-        df: The table, e.g. ``model_input_index``.
-
-    Returns:
-        The hex sha256 digest.
-    """
-    canonical = df.to_csv(index=False, lineterminator="\n", float_format="%.17g")
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def log_dataset_digest(df: pd.DataFrame, name: str, context: str = "training") -> str | None:
