@@ -260,3 +260,15 @@ def test_model_round_trips_through_the_catalog_dataset(tmp_path):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(loaded(batch)), keras.ops.convert_to_numpy(model(batch))
     )
+
+
+def test_worker_processes_write_the_same_pairs(indexes, params, tmp_path):
+    raw_index, raw_mask_index = indexes
+    serial = nodes.build_segmentation_pairs(raw_index, raw_mask_index, params)
+    parallel_params = copy.deepcopy(params)
+    parallel_params["pairs"].update(cache_dir=str(tmp_path / "pairs_parallel"), workers=2)
+    parallel = nodes.build_segmentation_pairs(raw_index, raw_mask_index, parallel_params)
+    assert serial["image_id"].tolist() == parallel["image_id"].tolist()
+    for column in ("image_path", "mask_path"):
+        for first, second in zip(serial[column], parallel[column], strict=True):
+            np.testing.assert_array_equal(read_png(first), read_png(second))

@@ -1,4 +1,8 @@
-"""Nodes of the ``train_segmentation`` pipeline: pairs, patient split, U-Net training, evaluation."""
+"""Nodes of the ``train_segmentation`` pipeline: pairs, patient split, U-Net training, evaluation.
+
+TensorFlow and Keras are imported inside the training and evaluation nodes: the worker processes
+that write the pairs import this package, and must not each load TensorFlow.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import keras
-import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from covid_cxnet_pipeline.models.metrics import dice_score, iou_score
-from covid_cxnet_pipeline.models.unet import build_unet, compile_unet
 from covid_cxnet_pipeline.pipelines.preprocess.chain import chunked, size_pair, worker_pool
 from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
-from covid_cxnet_pipeline.pipelines.train_segmentation.data import pair_dataset
 from covid_cxnet_pipeline.pipelines.train_segmentation.pairs import (
     PAIR_COLUMNS,
     assign_validation,
     pair_plan,
     pair_task,
 )
-from covid_cxnet_pipeline.training.augment import validate_augment_config
-from covid_cxnet_pipeline.training.mlflow_logging import learning_curve_figure, log_history
-from covid_cxnet_pipeline.training.seeding import set_global_seed
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +123,9 @@ def split_segmentation_pairs(pairs: pd.DataFrame, params: dict[str, Any]) -> pd.
 
 
 def _datasets(pairs: pd.DataFrame, params: dict[str, Any], augment: bool):
+    from covid_cxnet_pipeline.pipelines.train_segmentation.data import pair_dataset
+    from covid_cxnet_pipeline.training.augment import validate_augment_config
+
     size = size_pair(params["unet"]["input_size"], "train_segmentation.unet.input_size")
     batch_size = int(params["training"]["batch_size"])
     seed = int(params["seed"])
@@ -157,7 +156,7 @@ def _datasets(pairs: pd.DataFrame, params: dict[str, Any], augment: bool):
     return train_ds, validation_ds, size
 
 
-def train_unet(pairs: pd.DataFrame, params: dict[str, Any]) -> tuple[keras.Model, Figure]:
+def train_unet(pairs: pd.DataFrame, params: dict[str, Any]) -> tuple[Any, Figure]:
     """Train the U-Net and keep the weights of its best validation Dice epoch.
 
     Per-epoch losses, Dice and IoU go to the active MLflow run (prefix ``segmentation_``).
@@ -168,8 +167,15 @@ def train_unet(pairs: pd.DataFrame, params: dict[str, Any]) -> tuple[keras.Model
             ``augment``).
 
     Returns:
-        ``(model, learning-curve figure)``.
+        ``(Keras model, learning-curve figure)``.
     """
+    import keras
+    import mlflow
+
+    from covid_cxnet_pipeline.models.unet import build_unet, compile_unet
+    from covid_cxnet_pipeline.training.mlflow_logging import learning_curve_figure, log_history
+    from covid_cxnet_pipeline.training.seeding import set_global_seed
+
     seed = int(params["seed"])
     set_global_seed(seed)
     train_ds, validation_ds, size = _datasets(pairs, params, augment=True)
@@ -246,7 +252,7 @@ def _overlay(axis, image: np.ndarray, mask: np.ndarray, colour: str, title: str)
 
 
 def evaluate_unet(
-    model: keras.Model, pairs: pd.DataFrame, params: dict[str, Any]
+    model: Any, pairs: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], Figure]:
     """Dice and IoU of the U-Net on the validation pairs, and a plot of predicted vs true masks.
 
@@ -258,6 +264,8 @@ def evaluate_unet(
     Returns:
         ``(metrics for the JSON report, the same for MLflow, figure)``.
     """
+    from covid_cxnet_pipeline.models.metrics import dice_score, iou_score
+
     settings = params["evaluation"]
     threshold = float(settings["threshold"])
     _, validation_ds, size = _datasets(pairs, params, augment=False)
