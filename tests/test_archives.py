@@ -177,3 +177,12 @@ def test_tar_with_file_then_member_below_it_is_an_archive_error(tmp_path):
     with pytest.raises(ArchiveError, match=r"images_002\.tar\.gz.*a/b"):
         extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
     assert list((tmp_path / "extracted").iterdir()) == []
+
+
+def test_extraction_progress_bar_only_when_asked(tmp_path, capsys):
+    archive = make_zip(tmp_path / "images_003.zip", {"a.png": b"x" * 2048})
+    extract_archive(archive, tmp_path / "quiet", max_total_bytes=LIMIT)
+    assert capsys.readouterr().err == ""
+    extract_archive(archive, tmp_path / "shown", max_total_bytes=LIMIT, progress=True)
+    err = capsys.readouterr().err
+    assert "extract images_003.zip" in err and "2.00k" in err

@@ -404,3 +404,21 @@ def test_fetch_many_removes_only_stale_partials(tmp_path):
         progress=False,
     )
     assert not stale.exists() and fresh.exists()
+
+
+def test_download_progress_bar_counts_bytes_only_when_asked(server, tmp_path, capsys):
+    body = bytes(range(256)) * 64
+    server.plan.files["/images_001.tar.gz"] = body
+    url = f"{server.url}/images_001.tar.gz"
+    download_file(url, tmp_path / "quiet.tar.gz", session=make_session(**FAST))
+    assert capsys.readouterr().err == ""
+    download_file(
+        url,
+        tmp_path / "a.tar.gz",
+        session=make_session(**FAST),
+        progress=True,
+        description="nih_cxr14 images_001.tar.gz",
+    )
+    err = capsys.readouterr().err
+    assert "nih_cxr14 images_001.tar.gz" in err
+    assert "16.0k" in err  # the declared total, in bytes scaled by 1024

@@ -144,3 +144,19 @@ def test_config_errors_name_the_parameter(tmp_path):
         HttpSourceClient(
             "s", "http://127.0.0.1/", cache_dir=tmp_path, session=make_session(), listing="ftp"
         )
+
+
+def test_archive_progress_follows_download_progress(server, tmp_path, capsys):
+    params = {"cache_dir": str(tmp_path / "cache"), "retries": 0}
+    session = make_session(retries=0)
+    quiet = HttpSourceClient.from_config(
+        "s", {"base_url": f"{server.url}/src/"}, params | {"progress": False}, session
+    )
+    quiet.fetch_archive("data.zip")
+    assert capsys.readouterr().err == ""
+    shown = HttpSourceClient.from_config(
+        "s2", {"base_url": f"{server.url}/src/"}, params, session
+    )  # progress is on by default
+    shown.fetch_archive("data.zip")
+    err = capsys.readouterr().err
+    assert "s2 data.zip" in err and "extract" in err

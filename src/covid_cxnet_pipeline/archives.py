@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from tqdm.auto import tqdm
+
 from covid_cxnet_pipeline.download import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ def extract_archive(
     *,
     max_total_bytes: int,
     max_members: int = 1_000_000,
+    progress: bool = False,
 ) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive safely into ``dest_root/<sha256>``.
 
@@ -69,6 +72,7 @@ def extract_archive(
         dest_root: folder holding one extracted folder per archive digest.
         max_total_bytes: refuse archives whose members add up to more bytes than this.
         max_members: refuse archives with more members than this.
+        progress: show a tqdm bar of the bytes extracted.
 
     Returns:
         The folder holding the archive's files.
@@ -88,12 +92,20 @@ def extract_archive(
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}.", suffix=".part", dir=dest_root))
     try:
         try:
-            if zipfile.is_zipfile(archive):
-                _extract_zip(archive, tmp, max_total_bytes, max_members)
-            elif _is_tar(archive):
-                _extract_tar(archive, tmp, max_total_bytes, max_members)
-            else:
-                raise ArchiveError(f"{archive.name}: not a zip or tar archive")
+            with tqdm(
+                desc=f"extract {archive.name}",
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not progress,
+                leave=False,
+            ) as bar:
+                if zipfile.is_zipfile(archive):
+                    _extract_zip(archive, tmp, _Budget(archive, max_total_bytes, max_members, bar))
+                elif _is_tar(archive):
+                    _extract_tar(archive, tmp, _Budget(archive, max_total_bytes, max_members, bar))
+                else:
+                    raise ArchiveError(f"{archive.name}: not a zip or tar archive")
         except _EXTRACTION_ERRORS as error:
             # Whatever a damaged or odd archive raises becomes one error naming it, which the
             # source client reports as an unavailable archive instead of crashing the run.
@@ -148,8 +160,9 @@ def _is_tar(archive: Path) -> bool:
 class _Budget:
     """Counts bytes written and members seen against the limits."""
 
-    def __init__(self, archive: Path, max_total_bytes: int, max_members: int):
+    def __init__(self, archive: Path, max_total_bytes: int, max_members: int, bar: tqdm):
         self.archive = archive
+        self.bar = bar
         self.max_total_bytes = max_total_bytes
         self.max_members = max_members
         self.bytes = 0
@@ -160,7 +173,10 @@ class _Budget:
         if self.members > self.max_members:
             raise ArchiveError(f"{self.archive.name}: more than {self.max_members} members")
 
-    def declare(self, total: int) -> None:
+    def declare(self, total: int, *, final: bool = False) -> None:
+        if final:  # zip headers give the total up front: the bar can show a percentage
+            self.bar.total = total
+            self.bar.refresh()
         if total > self.max_total_bytes:
             raise ArchiveError(
                 f"{self.archive.name}: {total} bytes uncompressed is over the limit of "
@@ -169,6 +185,7 @@ class _Budget:
 
     def add(self, count: int) -> None:
         self.bytes += count
+        self.bar.update(count)
         if self.bytes > self.max_total_bytes:
             raise ArchiveError(
                 f"{self.archive.name}: uncompressed content exceeds "
@@ -190,12 +207,11 @@ def _write_member(source: BinaryIO, root: Path, relpath: PurePosixPath, budget: 
             out.write(chunk)
 
 
-def _extract_zip(archive: Path, root: Path, max_total_bytes: int, max_members: int) -> None:
-    budget = _Budget(archive, max_total_bytes, max_members)
+def _extract_zip(archive: Path, root: Path, budget: _Budget) -> None:
     try:
         with zipfile.ZipFile(archive) as bundle:
             infos = bundle.infolist()
-            budget.declare(sum(info.file_size for info in infos))
+            budget.declare(sum(info.file_size for info in infos), final=True)
             for info in infos:
                 budget.member()
                 relpath = safe_member_path(info.filename)
@@ -226,8 +242,7 @@ def _tar_members(bundle: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         member = bundle.next()
 
 
-def _extract_tar(archive: Path, root: Path, max_total_bytes: int, max_members: int) -> None:
-    budget = _Budget(archive, max_total_bytes, max_members)
+def _extract_tar(archive: Path, root: Path, budget: _Budget) -> None:
     try:
         with tarfile.open(archive, mode="r:*") as bundle:
             for member in _tar_members(bundle):

@@ -156,6 +156,8 @@ def download_file(
     expected_sha256: str | None = None,
     expected_size: int | None = None,
     max_bytes: int | None = None,
+    progress: bool = False,
+    description: str | None = None,
 ) -> DownloadResult:
     """Stream ``url`` to ``dest`` atomically, verifying length, size and checksum.
 
@@ -170,6 +172,8 @@ def download_file(
         expected_sha256: hex digest the file must have.
         expected_size: size in bytes the file must have.
         max_bytes: refuse bodies larger than this.
+        progress: show a tqdm byte progress bar (for big single files such as archives).
+        description: the progress bar's label (``dest``'s name by default).
 
     Returns:
         The completed download.
@@ -186,6 +190,7 @@ def download_file(
     declared: int | None = None
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name[:40]}.", suffix=".part", dir=dest.parent)
     tmp_path = Path(tmp_name)
+    bar: tqdm | None = None
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -195,8 +200,10 @@ def download_file(
                     declared = _declared_length(response)
                     if max_bytes is not None and declared is not None and declared > max_bytes:
                         raise DownloadError(url, f"too large: {declared} bytes > {max_bytes}")
+                    bar = _byte_bar(declared, description or dest.name, progress)
                     for chunk in response.iter_content(_CHUNK_BYTES):
                         received += len(chunk)
+                        bar.update(len(chunk))
                         if max_bytes is not None and received > max_bytes:
                             raise DownloadError(url, f"too large: more than {max_bytes} bytes")
                         digest.update(chunk)
@@ -236,7 +243,23 @@ def download_file(
         if isinstance(error, DownloadError) and not error.bytes_transferred:
             error.bytes_transferred = received
         raise
+    finally:
+        if bar is not None:
+            bar.close()
     return DownloadResult(path=dest, bytes_transferred=received, sha256=sha256, size=received)
+
+
+def _byte_bar(total: int | None, description: str, enabled: bool) -> tqdm:
+    """A tqdm bar counting bytes (a disabled one when ``enabled`` is false)."""
+    return tqdm(
+        total=total,
+        desc=description,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not enabled,
+        leave=False,
+    )
 
 
 def _declared_length(response: requests.Response) -> int | None:

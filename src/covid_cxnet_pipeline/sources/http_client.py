@@ -58,6 +58,7 @@ class HttpSourceClient:
         max_archive_bytes: int = 50 * 2**30,
         max_metadata_bytes: int | None = None,
         refresh_metadata: bool = False,
+        progress: bool = True,
     ):
         if not base_url or urlsplit(base_url).scheme not in ("http", "https"):
             raise ValueError(
@@ -77,6 +78,7 @@ class HttpSourceClient:
         self.max_archive_bytes = max_archive_bytes
         self.max_metadata_bytes = max_metadata_bytes
         self.refresh_metadata = refresh_metadata
+        self.progress = progress
         self.cache_dir = Path(cache_dir) / _safe_name(source_id)
         self._lock = threading.Lock()
         self._bytes = 0
@@ -115,6 +117,7 @@ class HttpSourceClient:
             max_archive_bytes=int(download_params.get("max_archive_bytes", 50 * 2**30)),
             max_metadata_bytes=int(max_metadata) if max_metadata else None,
             refresh_metadata=bool(download_params.get("refresh_metadata", False)),
+            progress=bool(download_params.get("progress", True)),
         )
 
     @property
@@ -230,7 +233,15 @@ class HttpSourceClient:
         archive = self._cache_path("archives", url)
         if not archive.is_file():
             try:
-                result = download_file(url, archive, session=self.session, timeout=self.timeout)
+                # Archives are the big files (NIH: ~4.5 GB each): show their bytes as they come.
+                result = download_file(
+                    url,
+                    archive,
+                    session=self.session,
+                    timeout=self.timeout,
+                    progress=self.progress,
+                    description=f"{self.source_id} {urlsplit(url).path.rsplit('/', 1)[-1]}",
+                )
             except DownloadError as error:
                 raise SourceUnavailable(
                     f"source {self.source_id}: cannot download archive {url}: {error.reason}"
@@ -238,7 +249,10 @@ class HttpSourceClient:
             self._count(result.bytes_transferred)
         try:
             return extract_archive(
-                archive, self.cache_dir / "extracted", max_total_bytes=self.max_archive_bytes
+                archive,
+                self.cache_dir / "extracted",
+                max_total_bytes=self.max_archive_bytes,
+                progress=self.progress,
             )
         except ArchiveError as error:
             raise SourceUnavailable(
