@@ -36,6 +36,11 @@ def make_tar(path: Path, members: list[tarfile.TarInfo], data: dict[str, bytes])
     return path
 
 
+def extracted_folders(dest_root: Path) -> list[str]:
+    """What extraction left in ``dest_root``, without the remembered digests."""
+    return sorted(p.name for p in dest_root.iterdir() if p.name != ".digests")
+
+
 def file_info(name: str) -> tarfile.TarInfo:
     return tarfile.TarInfo(name)
 
@@ -51,7 +56,7 @@ def test_zip_extracts_and_is_cached(tmp_path):
     marker.write_text("kept")
     again = extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
     assert again == folder and marker.exists()  # reused, not extracted again
-    assert [p.name for p in (tmp_path / "extracted").iterdir()] == [folder.name]
+    assert extracted_folders(tmp_path / "extracted") == [folder.name]
 
 
 def test_tar_gz_extracts(tmp_path):
@@ -74,7 +79,7 @@ def test_zip_slip_is_refused(tmp_path, name):
     dest = tmp_path / "deep" / "out"
     with pytest.raises(ArchiveError):
         extract_archive(archive, dest, max_total_bytes=LIMIT)
-    assert list(dest.iterdir()) == []  # the temporary folder is gone too
+    assert extracted_folders(dest) == []  # the temporary folder is gone too
     assert not list(tmp_path.rglob("evil*"))
 
 
@@ -82,7 +87,7 @@ def test_zip_symlink_is_refused(tmp_path):
     archive = make_zip(tmp_path / "link.zip", {"a.txt": b"a"}, symlinks={"link": "/etc/passwd"})
     with pytest.raises(ArchiveError, match="link"):
         extract_archive(archive, tmp_path / "out", max_total_bytes=LIMIT)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert extracted_folders(tmp_path / "out") == []
 
 
 @pytest.mark.parametrize(
@@ -97,7 +102,7 @@ def test_tar_links_and_devices_are_refused(tmp_path, kind):
     )
     with pytest.raises(ArchiveError):
         extract_archive(archive, tmp_path / "out", max_total_bytes=LIMIT)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert extracted_folders(tmp_path / "out") == []
 
 
 def test_tar_path_traversal_is_refused(tmp_path):
@@ -116,7 +121,7 @@ def test_size_limit_is_enforced(tmp_path):
     tar_archive = make_tar(tmp_path / "bomb.tar.gz", [file_info("big.bin")], {"big.bin": big})
     with pytest.raises(ArchiveError, match="max_archive_bytes"):
         extract_archive(tar_archive, tmp_path / "out", max_total_bytes=LIMIT)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert extracted_folders(tmp_path / "out") == []
 
 
 def test_not_an_archive(tmp_path):
@@ -165,7 +170,7 @@ def test_zip_that_fails_midway_is_an_archive_error_naming_it(tmp_path, make, rea
     archive.write_bytes(make())
     with pytest.raises(ArchiveError, match=rf"images_001\.zip.*{reason}"):
         extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
-    assert list((tmp_path / "extracted").iterdir()) == []  # no partial folder left
+    assert extracted_folders(tmp_path / "extracted") == []  # no partial folder left
 
 
 def test_tar_with_file_then_member_below_it_is_an_archive_error(tmp_path):
@@ -176,7 +181,7 @@ def test_tar_with_file_then_member_below_it_is_an_archive_error(tmp_path):
     )
     with pytest.raises(ArchiveError, match=r"images_002\.tar\.gz.*a/b"):
         extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
-    assert list((tmp_path / "extracted").iterdir()) == []
+    assert extracted_folders(tmp_path / "extracted") == []
 
 
 def test_extraction_progress_bar_only_when_asked(tmp_path, capsys):
@@ -186,3 +191,31 @@ def test_extraction_progress_bar_only_when_asked(tmp_path, capsys):
     extract_archive(archive, tmp_path / "shown", max_total_bytes=LIMIT, progress=True)
     err = capsys.readouterr().err
     assert "extract images_003.zip" in err and "2.00k" in err
+
+
+def test_digest_is_remembered_until_the_archive_changes(tmp_path, monkeypatch):
+    import os
+
+    from covid_cxnet_pipeline import archives
+
+    archive = make_zip(tmp_path / "images_004.zip", {"a.png": b"first"})
+    folder = extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
+    hashed = []
+    real_sha256 = archives.sha256_file
+    monkeypatch.setattr(
+        archives, "sha256_file", lambda path: hashed.append(path) or real_sha256(path)
+    )
+    # A re-run finds the extraction without reading the archive again.
+    assert extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT) == folder
+    assert hashed == []
+    # New content (and so a new size or mtime) is hashed and extracted anew.
+    make_zip(archive, {"a.png": b"second version"})
+    os.utime(archive, ns=(1, 1))
+    changed = extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT)
+    assert len(hashed) == 1 and changed != folder
+    assert (changed / "a.png").read_bytes() == b"second version"
+    # A torn digest record is ignored, not trusted.
+    for record in (tmp_path / "extracted" / ".digests").glob("*.json"):
+        record.write_text("{not json")
+    assert extract_archive(archive, tmp_path / "extracted", max_total_bytes=LIMIT) == changed
+    assert len(hashed) == 2

@@ -9,9 +9,12 @@ place, so a folder named after the archive's sha256 exists only once complete.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import logging
 import lzma
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -65,7 +68,9 @@ def extract_archive(
 ) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive safely into ``dest_root/<sha256>``.
 
-    A second call for the same archive content returns the existing folder without reading it.
+    A second call for the same archive content returns the existing folder without reading it:
+    the archive's digest is remembered in ``dest_root/.digests/`` with its size and mtime, so a
+    re-run does not hash 42 GB of NIH archives again (a changed file is hashed anew).
 
     Args:
         archive: the archive file.
@@ -79,11 +84,11 @@ def extract_archive(
 
     Raises:
         ArchiveError: unreadable archive, unsafe member (absolute path, ``..``, link, device),
-            or over the size/member limits. Nothing is left in ``dest_root`` then.
+            or over the size/member limits. No extracted folder is left in ``dest_root`` then.
     """
     archive = Path(archive)
     dest_root = Path(dest_root)
-    digest = sha256_file(archive)
+    digest = archive_digest(archive, dest_root / ".digests")
     target = dest_root / digest
     if target.is_dir():
         logger.debug("archive %s already extracted in %s", archive.name, target)
@@ -122,6 +127,45 @@ def extract_archive(
         raise
     logger.info("extracted %s into %s", archive.name, target)
     return target
+
+
+def archive_digest(archive: str | os.PathLike, digests_dir: str | os.PathLike) -> str:
+    """The sha256 of ``archive``, hashed once per (path, size, mtime) and remembered.
+
+    Args:
+        archive: the archive file.
+        digests_dir: folder of the remembered digests (one small JSON file per archive path).
+
+    Returns:
+        The hex sha256 of the archive's content.
+    """
+    archive = Path(archive).resolve()
+    info = archive.stat()
+    key = hashlib.sha256(str(archive).encode("utf-8")).hexdigest()[:32]
+    sidecar = Path(digests_dir) / f"{key}.json"
+    try:
+        known = json.loads(sidecar.read_text(encoding="utf-8"))
+        if (
+            known["path"] == str(archive)
+            and known["size"] == info.st_size
+            and known["mtime_ns"] == info.st_mtime_ns
+            and re.fullmatch(r"[0-9a-f]{64}", known["sha256"])
+        ):
+            return known["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # absent, torn or stale: hash the file
+    digest = sha256_file(archive)
+    record = {"path": str(archive), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=sidecar.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(record | {"sha256": digest}, out)
+        os.replace(tmp_name, sidecar)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return digest
 
 
 def safe_member_path(name: str) -> PurePosixPath:
