@@ -422,3 +422,33 @@ def test_download_progress_bar_counts_bytes_only_when_asked(server, tmp_path, ca
     err = capsys.readouterr().err
     assert "nih_cxr14 images_001.tar.gz" in err
     assert "16.0k" in err  # the declared total, in bytes scaled by 1024
+
+
+def test_archive_files_are_linked_into_the_store_and_stay_for_reruns(tmp_path, monkeypatch):
+    import os
+
+    local = tmp_path / "cache" / "extracted" / "CXR_png" / "MCUCXR_0002_0.png"
+    local.parent.mkdir(parents=True)
+    local.write_bytes(png_bytes(7, 5, seed=9))
+    store = ImageStore(tmp_path / "store")
+    request = FetchRequest(key="k", url="", name=local.name, local_path=str(local))
+    ledger = UrlLedger(tmp_path / "store" / "ledger.jsonl")
+
+    first = fetch_many([request], store, ledger, progress=False).stored["k"]
+    # One inode, two names: no byte copied, and the extraction is still complete.
+    assert first.path.stat().st_ino == local.stat().st_ino
+    again = fetch_many([request], store, ledger, progress=False).stored["k"]
+    assert again.path == first.path and again.sha256 == first.sha256 and local.is_file()
+
+    # Where the file system refuses links (another device), the file is copied.
+    other = tmp_path / "elsewhere.png"
+    other.write_bytes(png_bytes(6, 5, seed=10))
+
+    def refuse(*args, **kwargs):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", refuse)
+    copied = store.put(other, ".png", link=True)
+    assert copied.read_bytes() == other.read_bytes()
+    assert copied.stat().st_ino != other.stat().st_ino
+    assert [p.name for p in copied.parent.iterdir() if p.name.startswith(".")] == []

@@ -340,7 +340,13 @@ class ImageStore:
             return False
 
     def put(
-        self, source: str | os.PathLike, ext: str, *, sha256: str | None = None, move: bool = False
+        self,
+        source: str | os.PathLike,
+        ext: str,
+        *,
+        sha256: str | None = None,
+        move: bool = False,
+        link: bool = False,
     ) -> Path:
         """Store a file under its content hash; idempotent and atomic.
 
@@ -350,6 +356,9 @@ class ImageStore:
             sha256: its digest when already known (computed otherwise).
             move: move ``source`` into the store (it is deleted if already stored) instead of
                 copying it.
+            link: hard-link ``source`` into the store when both are on one file system (it
+                stays where it is, and no byte is copied); copy otherwise. For files in a cache
+                we own, such as archive extractions, that later runs read again.
 
         Returns:
             The stored path.
@@ -364,6 +373,8 @@ class ImageStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         if move and _same_device(source, target.parent):
             os.replace(source, target)
+            return target
+        if link and not move and _link_into(source, target):
             return target
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{sha256[:16]}.", suffix=".part", dir=target.parent
@@ -393,6 +404,20 @@ class ImageStore:
     def staging_dir(self) -> Path:
         """Where downloads land before they are verified and moved into the store."""
         return self.root / ".staging"
+
+
+def _link_into(source: Path, target: Path) -> bool:
+    """Hard-link ``source`` onto ``target`` atomically; False when the file system refuses."""
+    tmp = target.with_name(f".{target.name[:16]}.{os.getpid()}.{threading.get_ident()}.link.part")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        logger.debug("cannot hard-link %s into the store (%s): copying", source, error)
+        return False
+    return True
 
 
 def _same_device(path: Path, folder: Path) -> bool:
@@ -744,7 +769,9 @@ def _store_local(
         raise _FetchFailed(f"missing extracted file {source}", "store")
     width, height = _validate(validate, source)
     sha256 = sha256_file(source)
-    path = store.put(source, ext, sha256=sha256)
+    # A link, not a move: the extraction stays complete, so a re-run lists the same files;
+    # not a copy either, so tens of GB of archive images do not take their space twice.
+    path = store.put(source, ext, sha256=sha256, link=True)
     return StoredFile(sha256, source.stat().st_size, path, width, height, 0)
 
 
