@@ -81,3 +81,43 @@ def test_known_mask_crops(listed):
         ("right_lung", 102, 1),
     ]
     assert crops["url"].str.contains("/gb_covid_segmentations/masks/6fac4cff8019").all()
+
+
+class _StructureClient:
+    """A client whose only metadata file is a tiny structure.csv (no network)."""
+
+    source_id = SEGMENTATIONS
+    base_url = "http://mirror.test/seg/"
+
+    def __init__(self, structure):
+        self.structure = structure
+
+    def url(self, relpath):
+        return self.base_url + relpath
+
+    def fetch_metadata(self, relpath):
+        assert relpath == "structure.csv"
+        return self.structure
+
+
+@pytest.mark.parametrize("top", ["", "n/a", "nan", "1e999", "-5"])
+def test_mask_row_with_a_bad_offset_is_skipped_with_a_warning(tmp_path, base_sources, top, caplog):
+    import pandas as pd
+
+    from covid_cxnet_pipeline.sources.base import get_adapter
+
+    structure = tmp_path / "structure.csv"
+    structure.write_text(
+        "Filename,Template Name,Mask,Top,Left\n"
+        f"a.jpg,Left Lung,masks/a_left.png,{top},10\n"
+        "a.jpg,Right Lung,masks/a_right.png,12.0,30\n",
+        encoding="utf-8",
+    )
+    adapter = get_adapter(SEGMENTATIONS, base_sources[SEGMENTATIONS])
+    images = pd.DataFrame({"image_id": [f"{SEGMENTATIONS}:images/a.jpg"]})
+    with caplog.at_level("WARNING"):
+        masks = adapter.list_masks(_StructureClient(structure), images)
+    assert masks[["structure", "offset_top", "offset_left"]].values.tolist() == [
+        ["right_lung", 12, 30]
+    ]
+    assert "structure.csv row 1" in caplog.text and "a.jpg" in caplog.text

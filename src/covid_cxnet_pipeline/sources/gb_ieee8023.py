@@ -9,6 +9,7 @@ placed in the image at (``Top``, ``Left``).
 from __future__ import annotations
 
 import logging
+import math
 from typing import ClassVar
 
 import pandas as pd
@@ -99,7 +100,7 @@ class GeneralBlockchainIeee8023(SourceAdapter):
             )
         wanted = set(images["image_id"])
         rows = []
-        for record in table.to_dict(orient="records"):
+        for row_number, record in enumerate(table.to_dict(orient="records"), start=1):
             structure = structures.get(record["Template Name"].strip())
             image_path = safe_relpath(images_dir + record["Filename"].strip())
             mask_path = safe_relpath(record["Mask"].strip())
@@ -111,14 +112,29 @@ class GeneralBlockchainIeee8023(SourceAdapter):
             if mask_path is None:
                 logger.warning("%s: refusing unsafe mask path %r", self.source_id, record["Mask"])
                 continue
+            top, left = _offset(record["Top"]), _offset(record["Left"])
+            if top is None or left is None:
+                # One garbled cell loses one mask crop, not the whole source.
+                logger.warning(
+                    "%s: %s row %d (%s, %s): offset Top=%r Left=%r is not a pixel count; "
+                    "mask skipped",
+                    self.source_id,
+                    structure_path,
+                    row_number,
+                    record["Filename"].strip(),
+                    record["Template Name"].strip(),
+                    record["Top"],
+                    record["Left"],
+                )
+                continue
             rows.append(
                 {
                     "image_id": image_id,
                     "source_id": self.source_id,
                     "structure": structure,
                     "url": client.url(mask_path),
-                    "offset_top": int(float(record["Top"])),
-                    "offset_left": int(float(record["Left"])),
+                    "offset_top": top,
+                    "offset_left": left,
                     "scale_to_image": False,
                     "local_path": "",
                 }
@@ -131,3 +147,14 @@ class GeneralBlockchainIeee8023(SourceAdapter):
             frame["image_id"].nunique(),
         )
         return frame[list(MASK_CANDIDATE_COLUMNS)]
+
+
+def _offset(text: str) -> int | None:
+    """A crop offset in pixels from a ``structure.csv`` cell ("22", "22.0"), or None if invalid."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return int(value)
