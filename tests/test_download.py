@@ -260,6 +260,11 @@ def test_fetch_many_reports_per_file_failures_and_goes_on(server, tmp_path):
     assert reasons["short.png"][1].startswith("truncated: got 10 of")
     assert reasons["corrupt.png"][0] == "validate"
     assert reasons["corrupt.png"][1].startswith("undecodable image:")
+    # The reason names no internal staging path (the report has the URL).
+    assert reasons["corrupt.png"][1] == (
+        "undecodable image: UnidentifiedImageError: cannot identify image file"
+    )
+    assert all(str(tmp_path) not in reason for _, reason in reasons.values())
     assert "decompression bomb" in reasons["bomb.png"][1]
     assert len(reasons) == 4
     # Every byte received counts, also for files that then failed (10 of the truncated body).

@@ -289,7 +289,14 @@ def _bytes_read_before(error: BaseException) -> int:
     return 0
 
 
-def _short(error: BaseException, limit: int = 200) -> str:
+def _without_path(error: BaseException, path: Path) -> str:
+    """The error's text without ``path``: a staging file name tells the report's reader nothing
+    (the report has the URL) and exposes the machine's folders."""
+    quoted = rf"""\s*(['"]?){re.escape(str(path))}\1"""
+    return _short(re.sub(quoted, "", str(error)).strip() or type(error).__name__)
+
+
+def _short(error: BaseException | str, limit: int = 200) -> str:
     text = str(error)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -518,7 +525,7 @@ def probe_image(path: str | os.PathLike) -> tuple[int, int]:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ImageDecodeError(f"decompression bomb refused: {error}") from None
     except Exception as error:  # Pillow raises many types for corrupt input
-        raise ImageDecodeError(f"{type(error).__name__}: {_short(error)}") from None
+        raise ImageDecodeError(f"{type(error).__name__}: {_without_path(error, path)}") from None
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"empty image {width}x{height}")
     return width, height
@@ -531,7 +538,8 @@ def _probe_dicom(path: Path) -> tuple[int, int]:
         dataset = pydicom.dcmread(path)
         width, height = int(dataset.Columns), int(dataset.Rows)
     except Exception as error:  # pydicom raises many types for corrupt input
-        raise ImageDecodeError(f"DICOM {type(error).__name__}: {_short(error)}") from None
+        reason = _without_path(error, path)
+        raise ImageDecodeError(f"DICOM {type(error).__name__}: {reason}") from None
     if "PixelData" not in dataset:
         raise ImageDecodeError("DICOM without pixel data")
     return width, height
