@@ -267,3 +267,17 @@ def test_model_ready_image_matches_the_files_the_pipeline_wrote(curated_index, p
         result["lung_mask"], chain.read_png(index["lung_mask_path"].iloc[3])
     )
     assert result["roi_fallback"] is False
+
+
+def test_a_real_unet_predicts_masks_through_the_node(curated_index, params):
+    from covid_cxnet_pipeline.models.unet import build_unet
+
+    keras.utils.set_random_seed(0)
+    unet = build_unet((*UNET_SIZE, 1), levels=2, base_filters=4)
+    masks = nodes.predict_lung_masks(curated_index, unet, params)
+    assert masks["mask_computed"].all()
+    assert masks["unet_sha256"].unique().tolist() == [nodes.weights_digest(unet)]
+    assert masks["mask_area"].between(0.0, 1.0).all()
+    for path in masks["lung_mask_full_path"]:
+        mask = chain.read_png(path)
+        assert mask.shape == UNET_SIZE and set(np.unique(mask)) <= {0, 255}
