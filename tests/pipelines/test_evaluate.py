@@ -181,7 +181,7 @@ def test_evaluation_metrics_known_answers():
     metrics, confusion, operating, logged = nodes.evaluation_metrics(
         hand_predictions(), CARD, PARAMS
     )
-    test = metrics.loc[(metrics["split"] == "test") & (metrics["threshold"] == 0.5)]
+    test = metrics.loc[(metrics["split"] == "test") & (metrics["decision"] == "default")]
     estimate = dict(zip(test["metric"], test["estimate"], strict=True))
     assert estimate["accuracy"] == pytest.approx(5 / 6)
     assert estimate["specificity"] == pytest.approx(2 / 3)
@@ -196,7 +196,10 @@ def test_evaluation_metrics_known_answers():
     # Youden on validation: the highest threshold with TPR 1 and FPR 0 is 0.7.
     assert operating["threshold"].iloc[0] == pytest.approx(0.7)
     assert list(operating["split"]) == ["validation", "test"]
-    at_threshold = metrics.loc[(metrics["split"] == "test") & (metrics["threshold"] == 0.7)]
+    at_threshold = metrics.loc[
+        (metrics["split"] == "test") & (metrics["decision"] == "operating_point")
+    ]
+    np.testing.assert_allclose(at_threshold["threshold"], 0.7)
     at = dict(zip(at_threshold["metric"], at_threshold["estimate"], strict=True))
     assert at["sensitivity"] == pytest.approx(2 / 3)
     assert at["specificity"] == pytest.approx(1.0)
@@ -219,6 +222,23 @@ def test_multiclass_has_no_operating_point():
     assert "operating_threshold" not in logged
     test = metrics.loc[metrics["split"] == "test"].set_index("metric")["estimate"]
     assert test["accuracy"] == pytest.approx(0.5)
+
+
+def test_fixed_threshold_at_one_half_keeps_both_decisions_apart():
+    params = {**PARAMS, "threshold": {**PARAMS["threshold"], "rule": "fixed"}}
+    metrics, _, operating, logged = nodes.evaluation_metrics(hand_predictions(), CARD, params)
+    assert operating["threshold"].iloc[0] == 0.5
+    assert set(metrics["decision"]) == {"default", "operating_point"}
+    assert logged["test.at_operating_threshold.accuracy"]["value"] == pytest.approx(5 / 6)
+    report = nodes.evaluation_report(
+        metrics=metrics,
+        operating_point=operating,
+        confusion=nodes.evaluation_metrics(hand_predictions(), CARD, params)[1],
+        localisation_by_class=pd.DataFrame(columns=["label", "mean"]),
+        model_card=CARD,
+        params=params,
+    )
+    assert "At the operating threshold (test)" in report
 
 
 def test_threshold_rule_errors_name_the_problem():

@@ -49,8 +49,12 @@ from covid_cxnet_pipeline.pipelines.evaluate.inputs import (
 
 logger = logging.getLogger(__name__)
 
+# ``decision``: ``default`` (argmax; 0.5 for binary) or ``operating_point`` (binary, at the
+# threshold chosen on validation).
+DEFAULT, OPERATING_POINT = "default", "operating_point"
 METRIC_COLUMNS = (
     "split",
+    "decision",
     "threshold",
     "metric",
     "estimate",
@@ -137,7 +141,14 @@ def _log_loss(y_true: np.ndarray, y_prob: np.ndarray) -> float:
 
 
 def _ci_rows(
-    split: str, threshold: float, y_true: np.ndarray, y_prob: np.ndarray, *, names, params
+    split: str,
+    threshold: float,
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    *,
+    names,
+    params,
+    decision: str = DEFAULT,
 ) -> pd.DataFrame:
     boot = params["bootstrap"]
     with warnings.catch_warnings():
@@ -153,13 +164,13 @@ def _ci_rows(
             seed=int(boot["seed"]),
             stratified=bool(boot["stratified"]),
         )
-    return table.assign(split=split, threshold=threshold)
+    return table.assign(split=split, decision=decision, threshold=threshold)
 
 
 def _metrics_for_mlflow(metrics: pd.DataFrame, operating: pd.DataFrame) -> dict[str, dict]:
     logged: dict[str, dict] = {}
     for row in metrics.itertuples(index=False):
-        at = "" if row.threshold == 0.5 else "at_operating_threshold."
+        at = "" if row.decision == DEFAULT else "at_operating_threshold."
         key = f"{row.split}.{at}{row.metric}"
         logged[key] = {"value": float(row.estimate), "step": 0}
         if not math.isnan(row.ci_lower):
@@ -196,7 +207,7 @@ def evaluation_metrics(
     for split in splits:
         y_true, y_prob = split_arrays(predictions, split, names)
         table = _ci_rows(split, 0.5, y_true, y_prob, names=names, params=params)
-        loss = {"split": split, "threshold": 0.5, "metric": "loss"}
+        loss = {"split": split, "decision": DEFAULT, "threshold": 0.5, "metric": "loss"}
         loss.update(estimate=_log_loss(y_true, y_prob), ci_lower=math.nan, ci_upper=math.nan)
         loss.update(n_valid=0, n_resamples=0)
         tables += [pd.DataFrame([loss]), table]
@@ -219,7 +230,17 @@ def evaluation_metrics(
         threshold = float(operating["threshold"].iloc[0])
         for split in report:
             y_true, y_prob = split_arrays(predictions, split, names)
-            tables.append(_ci_rows(split, threshold, y_true, y_prob, names=names, params=params))
+            tables.append(
+                _ci_rows(
+                    split,
+                    threshold,
+                    y_true,
+                    y_prob,
+                    names=names,
+                    params=params,
+                    decision=OPERATING_POINT,
+                )
+            )
     elif len(names) == 2:
         logger.warning("No validation split: the binary operating threshold is not chosen")
     metrics = pd.concat(tables, ignore_index=True)[list(METRIC_COLUMNS)]
@@ -434,7 +455,7 @@ def lime_explanations(
 
 
 def _wide_estimates(metrics: pd.DataFrame) -> pd.DataFrame:
-    default = metrics.loc[metrics["threshold"] == 0.5]
+    default = metrics.loc[metrics["decision"] == DEFAULT]
     wide = default.pivot(index="metric", columns="split", values="estimate")
     order = list(dict.fromkeys(default["metric"]))
     splits = list(dict.fromkeys(default["split"]))
@@ -442,7 +463,7 @@ def _wide_estimates(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def _per_class(metrics: pd.DataFrame, split: str, names: Sequence[str]) -> pd.DataFrame:
-    rows = metrics.loc[(metrics["split"] == split) & (metrics["threshold"] == 0.5)]
+    rows = metrics.loc[(metrics["split"] == split) & (metrics["decision"] == DEFAULT)]
     estimates = dict(zip(rows["metric"], rows["estimate"], strict=True))
     return pd.DataFrame(
         [
@@ -480,8 +501,8 @@ def evaluation_report(
     """
     split = params["plot_split"]
     digits = int(params["report"]["float_digits"])
-    ci = metrics.loc[(metrics["split"] == split) & (metrics["threshold"] == 0.5)]
-    ci = ci.loc[ci["metric"] != "loss"].drop(columns=["split", "threshold"])
+    ci = metrics.loc[(metrics["split"] == split) & (metrics["decision"] == DEFAULT)]
+    ci = ci.loc[ci["metric"] != "loss"].drop(columns=["split", "decision", "threshold"])
     test_confusion = confusion.loc[confusion["split"] == split]
     confusion_wide = test_confusion.pivot(index="true", columns="predicted", values="count")
     names = _class_names(model_card)
@@ -503,8 +524,10 @@ def evaluation_report(
     if not operating_point.empty:
         rule = params["threshold"]["rule"]
         tables[f"Operating point (threshold chosen on validation, rule {rule})"] = operating_point
-        at = metrics.loc[(metrics["threshold"] != 0.5) & (metrics["split"] == split)]
-        tables["At the operating threshold (" + split + ")"] = at.drop(columns=["split"])
+        at = metrics.loc[(metrics["decision"] == OPERATING_POINT) & (metrics["split"] == split)]
+        tables["At the operating threshold (" + split + ")"] = at.drop(
+            columns=["split", "decision"]
+        )
     tables[f"Per class ({split})"] = _per_class(metrics, split, names)
     tables["Lung localisation of Grad-CAM (fraction of mass inside the lung mask)"] = (
         localisation_by_class

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -314,19 +314,21 @@ def overlay_path(output_dir: Path, input_dir: Path, path: Path) -> Path:
     return output_dir / OVERLAY_FOLDER / relative.parent / f"{relative.name}.png"
 
 
-def _decisions(prob: np.ndarray, names: Sequence[str], threshold: float | None) -> list[str]:
+def _decisions(prob: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Predicted class indices: binary at ``threshold`` (0.5 when None), else the argmax."""
     if prob.shape[1] == 2:
         cut = 0.5 if threshold is None else float(threshold)
-        return [names[int(p >= cut)] for p in prob[:, 1]]
-    return [names[int(i)] for i in prob.argmax(axis=1)]
+        return (prob[:, 1] >= cut).astype(np.int64)
+    return prob.argmax(axis=1).astype(np.int64)
 
 
-def _write_overlays(bundle, images, targets, alpha: float) -> None:
+def _write_overlays(bundle, images, classes: np.ndarray, targets, alpha: float) -> None:
     from PIL import Image
 
     from covid_cxnet_pipeline.models.gradcam import grad_cam, overlay_heatmap
 
-    heatmaps = grad_cam(bundle.model, np.stack(images))
+    # Grad-CAM explains the class reported in predictions.csv (threshold included).
+    heatmaps = grad_cam(bundle.model, np.stack(images), class_index=classes)
     for image, heatmap, target in zip(images, heatmaps, targets, strict=True):
         # Channel 0 is the matched original (see preprocess.channels); the overlay sits on it.
         base = np.clip(np.rint(image[..., 0]), 0, 255).astype(np.uint8)
@@ -373,12 +375,11 @@ def predict_directory(
         images = [image for _, image in pending]
         outputs = np.asarray(bundle.model.predict_on_batch(np.stack(images)))
         prob = probability_matrix(outputs, len(names))
-        decisions = _decisions(prob, names, threshold)
-        _write_overlays(
-            bundle, images, [overlay_path(target, source, p) for p, _ in pending], overlay_alpha
-        )
-        for (path, _), values, decision in zip(pending, prob, decisions, strict=True):
-            row = {"path": str(path), "prediction": decision, "error": ""}
+        classes = _decisions(prob, threshold)
+        overlays = [overlay_path(target, source, p) for p, _ in pending]
+        _write_overlays(bundle, images, classes, overlays, overlay_alpha)
+        for (path, _), values, decision in zip(pending, prob, classes, strict=True):
+            row = {"path": str(path), "prediction": names[int(decision)], "error": ""}
             row.update(zip(probability_columns(names), values.tolist(), strict=True))
             rows.append(row)
         pending.clear()

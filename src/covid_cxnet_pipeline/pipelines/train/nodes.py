@@ -354,7 +354,8 @@ def summarise_over_seeds(
     """Mean and t-based CI of each test metric over all seeds (the paper's Table 5).
 
     Args:
-        evaluation_metrics: the main run's metrics table (its ``test`` rows at 0.5 are used).
+        evaluation_metrics: the main run's metrics table (its ``test`` rows at the default
+            decision are used, like the repeats').
         repeat_runs: output of ``train_repeat_seeds``.
         config: output of ``resolve_training_config`` (``seed``, ``seeds_confidence``).
 
@@ -363,7 +364,7 @@ def summarise_over_seeds(
     """
     main = evaluation_metrics.loc[
         (evaluation_metrics["split"] == "test")
-        & (evaluation_metrics["threshold"] == 0.5)
+        & (evaluation_metrics["decision"] == "default")
         & (evaluation_metrics["metric"] != "loss")
     ]
     runs = [dict(zip(main["metric"], main["estimate"], strict=True))]
