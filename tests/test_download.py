@@ -260,10 +260,7 @@ def test_fetch_many_reports_per_file_failures_and_goes_on(server, tmp_path):
     assert reasons["short.png"][1].startswith("truncated: got 10 of")
     assert reasons["corrupt.png"][0] == "validate"
     assert reasons["corrupt.png"][1].startswith("undecodable image:")
-    # The reason names no internal staging path (the report has the URL).
-    assert reasons["corrupt.png"][1] == (
-        "undecodable image: UnidentifiedImageError: cannot identify image file"
-    )
+    # No reason names an internal staging path (the report has the URL).
     assert all(str(tmp_path) not in reason for _, reason in reasons.values())
     assert "decompression bomb" in reasons["bomb.png"][1]
     assert len(reasons) == 4
@@ -457,3 +454,16 @@ def test_archive_files_are_linked_into_the_store_and_stay_for_reruns(tmp_path, m
     assert copied.read_bytes() == other.read_bytes()
     assert copied.stat().st_ino != other.stat().st_ino
     assert [p.name for p in copied.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_undecodable_reason_names_no_staging_path(server, tmp_path):
+    server.plan.files["/not_an_image.png"] = b"<html>moved</html>"
+    batch = fetch_many(
+        _batch(server, ["not_an_image.png"]),
+        ImageStore(tmp_path / "store"),
+        UrlLedger(tmp_path / "store" / "ledger.jsonl"),
+        session=make_session(retries=0),
+        progress=False,
+    )
+    (failure,) = batch.failures
+    assert failure.reason == "undecodable image: UnidentifiedImageError: cannot identify image file"
