@@ -307,3 +307,17 @@ def test_image_store_dataset_versions_its_manifest_and_checks_files(tmp_path):
         ImageStoreDataset(root=str(tmp_path / "store"), filepath=str(tmp_path / "m3.parquet")).save(
             manifest
         )
+
+
+def test_duplicated_image_ids_name_their_sources():
+    from covid_cxnet_pipeline.pipelines.ingest.nodes import _check_unique
+
+    candidates = pd.DataFrame(
+        {
+            "image_id": ["kermany:a.png", "kermany:a.png", "nih_cxr14:b.png", "x:c.png"],
+            "source_id": ["kermany", "nih_cxr14", "nih_cxr14", "x"],
+        }
+    )
+    with pytest.raises(ValueError, match=r"kermany:a\.png \(from kermany, nih_cxr14\)"):
+        _check_unique(candidates)
+    _check_unique(candidates.iloc[1:])  # no duplicate: no error

@@ -120,7 +120,7 @@ def list_candidates(
             }
         )
     image_candidates = _concat(images, CANDIDATE_COLUMNS)
-    _check_unique(image_candidates["image_id"])
+    _check_unique(image_candidates)
     return (
         image_candidates,
         _concat(masks, MASK_CANDIDATE_COLUMNS),
@@ -442,7 +442,17 @@ def _concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFram
     return pd.concat(frames, ignore_index=True)
 
 
-def _check_unique(image_ids: pd.Series) -> None:
-    duplicated = sorted(set(image_ids[image_ids.duplicated()]))
-    if duplicated:
-        raise ValueError(f"image ids must be unique across sources; duplicated: {duplicated[:5]}")
+def _check_unique(candidates: pd.DataFrame) -> None:
+    """Refuse duplicated image ids, naming them and the sources (adapters) that listed them."""
+    repeated = candidates[candidates["image_id"].duplicated(keep=False)]
+    if repeated.empty:
+        return
+    by_id = repeated.groupby("image_id", sort=True)["source_id"].agg(lambda ids: sorted(set(ids)))
+    examples = "; ".join(
+        f"{image_id} (from {', '.join(ids)})" for image_id, ids in by_id[:5].items()
+    )
+    sources = sorted(set(repeated["source_id"]))
+    raise ValueError(
+        f"image ids must be unique across sources; {len(by_id)} duplicated, e.g. {examples}. "
+        f"Check the adapters of {', '.join(sources)} (ingest.sources.<id>)."
+    )
