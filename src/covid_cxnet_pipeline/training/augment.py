@@ -166,6 +166,62 @@ def affine_transform(
     return transformed[0]
 
 
+def augment_geometry(image: tf.Tensor, seeds: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+    """The geometric part of an augmentation: rotation, zoom, shift, then horizontal flip.
+
+    Apply it to an image and its mask stacked as channels so both move together.
+
+    Args:
+        image: Float32 tensor ``(height, width, channels)``.
+        seeds: Int64 ``(4, 2)`` stateless seeds from ``stateless_split`` (rows 0 and 3 used).
+        config: A validated :class:`AugmentConfig`.
+
+    Returns:
+        The transformed tensor, same shape.
+    """
+    if config.rotation_degrees or config.zoom or config.shift:
+        draws = tf.random.stateless_uniform([4], seed=seeds[0], minval=-1.0, maxval=1.0)
+        shape = tf.cast(tf.shape(image), tf.float32)
+        image = affine_transform(
+            image,
+            angle_rad=draws[0] * math.radians(float(config.rotation_degrees)),
+            scale=1.0 + draws[1] * float(config.zoom),
+            shift_xy=(
+                draws[2] * float(config.shift) * shape[1],
+                draws[3] * float(config.shift) * shape[0],
+            ),
+            fill_mode=config.fill_mode,
+        )
+    if config.horizontal_flip:
+        image = tf.image.stateless_random_flip_left_right(image, seeds[3])
+    return image
+
+
+def augment_intensity(
+    image: tf.Tensor, seeds: tf.Tensor, config: AugmentConfig, max_value: float = 255.0
+) -> tf.Tensor:
+    """The photometric part of an augmentation: brightness then contrast (images only).
+
+    Args:
+        image: Float32 tensor ``(height, width, channels)`` with values in [0, max_value].
+        seeds: Int64 ``(4, 2)`` stateless seeds from ``stateless_split`` (rows 1 and 2 used).
+        config: A validated :class:`AugmentConfig`.
+        max_value: The intensity range's top (255 for the pipeline's raw pixels).
+
+    Returns:
+        The adjusted image, not clipped.
+    """
+    if config.brightness:
+        image = tf.image.stateless_random_brightness(
+            image, float(config.brightness) * max_value, seeds[1]
+        )
+    if config.contrast:
+        image = tf.image.stateless_random_contrast(
+            image, 1.0 - float(config.contrast), 1.0 + float(config.contrast), seeds[2]
+        )
+    return image
+
+
 def augment_image(
     image: tf.Tensor, seed: tf.Tensor, config: AugmentConfig, max_value: float = 255.0
 ) -> tf.Tensor:
@@ -183,27 +239,7 @@ def augment_image(
     if config.is_identity:
         return image
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
-    if config.rotation_degrees or config.zoom or config.shift:
-        draws = tf.random.stateless_uniform([4], seed=seeds[0], minval=-1.0, maxval=1.0)
-        shape = tf.cast(tf.shape(image), tf.float32)
-        image = affine_transform(
-            image,
-            angle_rad=draws[0] * math.radians(float(config.rotation_degrees)),
-            scale=1.0 + draws[1] * float(config.zoom),
-            shift_xy=(
-                draws[2] * float(config.shift) * shape[1],
-                draws[3] * float(config.shift) * shape[0],
-            ),
-            fill_mode=config.fill_mode,
-        )
-    if config.brightness:
-        image = tf.image.stateless_random_brightness(
-            image, float(config.brightness) * max_value, seeds[1]
-        )
-    if config.contrast:
-        image = tf.image.stateless_random_contrast(
-            image, 1.0 - float(config.contrast), 1.0 + float(config.contrast), seeds[2]
-        )
-    if config.horizontal_flip:
-        image = tf.image.stateless_random_flip_left_right(image, seeds[3])
+    # Brightness and contrast act on the whole image, so they commute with the flip.
+    image = augment_geometry(image, seeds, config)
+    image = augment_intensity(image, seeds, config, max_value)
     return tf.clip_by_value(image, 0.0, max_value)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 
 import tensorflow as tf
 
-from covid_cxnet_pipeline.training.augment import AugmentConfig, affine_transform
+from covid_cxnet_pipeline.training.augment import (
+    AugmentConfig,
+    augment_geometry,
+    augment_intensity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,32 +37,10 @@ def augment_pair(
     if config.is_identity:
         return image, mask
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
-    stacked = tf.concat([image, mask * 255.0], axis=-1)
-    if config.rotation_degrees or config.zoom or config.shift:
-        draws = tf.random.stateless_uniform([4], seed=seeds[0], minval=-1.0, maxval=1.0)
-        shape = tf.cast(tf.shape(image), tf.float32)
-        stacked = affine_transform(
-            stacked,
-            angle_rad=draws[0] * math.radians(float(config.rotation_degrees)),
-            scale=1.0 + draws[1] * float(config.zoom),
-            shift_xy=(
-                draws[2] * float(config.shift) * shape[1],
-                draws[3] * float(config.shift) * shape[0],
-            ),
-            fill_mode=config.fill_mode,
-        )
-    if config.horizontal_flip:
-        stacked = tf.image.stateless_random_flip_left_right(stacked, seeds[3])
-    image = stacked[..., :1]
+    # Image and mask move together: transform them stacked, then re-binarise the mask.
+    stacked = augment_geometry(tf.concat([image, mask * 255.0], axis=-1), seeds, config)
+    image = augment_intensity(stacked[..., :1], seeds, config)
     mask = tf.cast(stacked[..., 1:] >= 127.5, tf.float32)
-    if config.brightness:
-        image = tf.image.stateless_random_brightness(
-            image, float(config.brightness) * 255.0, seeds[1]
-        )
-    if config.contrast:
-        image = tf.image.stateless_random_contrast(
-            image, 1.0 - float(config.contrast), 1.0 + float(config.contrast), seeds[2]
-        )
     return tf.clip_by_value(image, 0.0, 255.0), mask
 
 
