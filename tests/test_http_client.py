@@ -160,3 +160,14 @@ def test_archive_progress_follows_download_progress(server, tmp_path, capsys):
     shown.fetch_archive("data.zip")
     err = capsys.readouterr().err
     assert "s2 data.zip" in err and "extract" in err
+
+
+def test_archive_body_over_the_cap_is_refused_while_downloading(server, tmp_path):
+    big = zip_bytes({"CXR_png/a.png": bytes(range(256)) * 40})  # stored, ~10 KiB
+    server.plan.files["/src/big.zip"] = big
+    source = client(server, tmp_path, max_archive_bytes=len(big) - 1)
+    with pytest.raises(SourceUnavailable, match=r"big\.zip.*too large"):
+        source.fetch_archive("big.zip")
+    assert not (tmp_path / "cache" / "armiro_covidcxnet" / "archives").exists() or not any(
+        (tmp_path / "cache" / "armiro_covidcxnet" / "archives").iterdir()
+    )

@@ -239,6 +239,9 @@ class HttpSourceClient:
                     archive,
                     session=self.session,
                     timeout=self.timeout,
+                    # Compressed bytes never exceed what the archive may unpack to, so the
+                    # same cap stops an endless or hostile body before the disk fills.
+                    max_bytes=self.max_archive_bytes,
                     progress=self.progress,
                     description=f"{self.source_id} {urlsplit(url).path.rsplit('/', 1)[-1]}",
                 )
