@@ -57,7 +57,13 @@ PREPROCESS = {
     "channels": ["original", "clahe", "beasf"],
     "enhance": {"clahe_clip_limit": 2.0, "clahe_tile_grid_size": [8, 8], "beasf_gamma": 1.5},
 }
-HISTOGRAM = {"histogram": [1.0 / 256] * 256, "digest": "uniform", "n_images": 8}
+HISTOGRAM = {
+    "histogram": [1.0 / 256] * 256,
+    "digest": "uniform",
+    "n_images": 8,
+    "use_lung_roi": True,
+    "input_size": [SIZE, SIZE],
+}
 SPLIT_LABELS = {
     "train": ["normal"] * 3 + ["cap"] * 3 + ["covid"] * 3,
     "validation": ["normal", "cap", "covid", "covid"],
@@ -189,6 +195,14 @@ def test_config_errors_name_the_parameter():
         nodes.resolve_training_config(TRAIN_DEFAULTS, {**BINARY, "epochs": 0})
 
 
+def test_card_refuses_preprocessing_other_than_the_index_was_made_with():
+    nodes.check_preprocessing_replay(PREPROCESS, HISTOGRAM, "abc")
+    with pytest.raises(ValueError, match="use_lung_roi"):
+        nodes.check_preprocessing_replay({**PREPROCESS, "use_lung_roi": False}, HISTOGRAM, "abc")
+    with pytest.raises(ValueError, match="unet_sha256"):
+        nodes.check_preprocessing_replay(PREPROCESS, {**HISTOGRAM, "unet_sha256": "old"}, "new")
+
+
 def test_instance_overrides_merge_deeply():
     config = nodes.resolve_training_config(
         TRAIN_DEFAULTS, {**BINARY, "augment": {"rotation_degrees": 2}}
@@ -254,6 +268,8 @@ def test_kedro_session_runs_train_binary_and_predicts_with_its_model(tmp_path, m
             "batch_size": 4,
         },
         "train_binary": {"training": {"epochs": 1}},
+        # As the (pretend) preprocess run that made the index: the card checks it.
+        "preprocess": {"resize": {"size": [SIZE, SIZE]}},
         "evaluate": {
             "bootstrap": {"n_resamples": 50},
             "gradcam": {"per_class": 1},

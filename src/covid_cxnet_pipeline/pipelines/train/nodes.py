@@ -194,6 +194,53 @@ def train_classifier(
     return model, history, info
 
 
+def check_preprocessing_replay(
+    preprocess_params: Mapping[str, Any], histogram_reference: Mapping[str, Any], unet_digest: str
+) -> None:
+    """Check that the preprocessing the card will replay is the one that made the index.
+
+    The preprocess run records its ROI switch, input size and U-Net digest in the reference
+    histogram; a training run whose ``preprocess`` parameters or U-Net differ (e.g. preprocess
+    was run with ``--params preprocess.use_lung_roi=false`` and training without, or the U-Net
+    was retrained since) would give ``predict`` the wrong recipe.
+
+    Args:
+        preprocess_params: ``params:preprocess`` of this run.
+        histogram_reference: the ``histogram_reference`` dataset of the preprocess run.
+        unet_digest: weights digest of the catalog's ``unet_model``.
+
+    Raises:
+        ValueError: naming each mismatch and what to do.
+    """
+    recorded = {
+        "use_lung_roi": histogram_reference.get("use_lung_roi"),
+        "input_size": histogram_reference.get("input_size"),
+        "unet_sha256": histogram_reference.get("unet_sha256"),
+    }
+    size = preprocess_params.get("resize", {}).get("size")
+    current = {
+        "use_lung_roi": preprocess_params.get("use_lung_roi"),
+        "input_size": [size, size] if isinstance(size, int) else size,
+        "unet_sha256": unet_digest,
+    }
+    mismatches = [
+        f"{key}: preprocess run {recorded[key]!r}, now {current[key]!r}"
+        for key in recorded
+        if recorded[key] is not None and list_or_value(recorded[key]) != list_or_value(current[key])
+    ]
+    if mismatches:
+        raise ValueError(
+            "model_input_index was made with other preprocessing than this run's "
+            f"preprocess parameters / U-Net ({'; '.join(mismatches)}): run training with the "
+            "same --params as preprocess, or re-run preprocess"
+        )
+
+
+def list_or_value(value: Any) -> Any:
+    """Lists and tuples as lists (YAML and JSON disagree on tuples); anything else unchanged."""
+    return [list_or_value(item) for item in value] if isinstance(value, list | tuple) else value
+
+
 def build_model_card(
     *,
     config: Mapping[str, Any],
@@ -224,6 +271,8 @@ def build_model_card(
     from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
     from covid_cxnet_pipeline.training.mlflow_logging import dataframe_digest
 
+    unet_digest = weights_digest(unet_model)
+    check_preprocessing_replay(preprocess_params, histogram_reference, unet_digest)
     card = {
         "card_version": MODEL_CARD_VERSION,
         "name": config["name"],
@@ -240,7 +289,7 @@ def build_model_card(
         "preprocessing": {
             "params": copy.deepcopy(dict(preprocess_params)),
             "histogram_reference": copy.deepcopy(dict(histogram_reference)),
-            "unet_weights_sha256": weights_digest(unet_model),
+            "unet_weights_sha256": unet_digest,
         },
     }
     return card, unet_model
