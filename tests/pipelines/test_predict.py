@@ -238,6 +238,7 @@ def test_predict_from_an_mlflow_model_uri(input_dir, tmp_path):
     info |= {"epochs_run": 1, "train_seconds": 0.1, "init_reason": "test"}
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
+        mlflow.set_experiment("predict_test")
         with mlflow.start_run():
             uri = train_nodes.log_training_run(
                 model, card, unet, info, pd.DataFrame({"path": ["a"], "label": ["covid"]})

@@ -4,6 +4,7 @@ MLflow logging into a temporary SQLite store, same-seed reproducibility and conf
 from __future__ import annotations
 
 import copy
+import os
 
 import mlflow
 import numpy as np
@@ -124,6 +125,7 @@ def test_binary_instance_trains_evaluates_and_logs_to_mlflow(
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     defaults = {**TRAIN_DEFAULTS, "n_seeds": 2}
     try:
+        mlflow.set_experiment("train_test")
         with mlflow.start_run() as run:
             catalog, outputs = run_instance(
                 "train_binary", BINARY, model_input_index, unet, defaults
@@ -259,6 +261,10 @@ def test_kedro_session_runs_train_binary_and_predicts_with_its_model(tmp_path, m
     monkeypatch.chdir(project)
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # kedro-mlflow sets MLflow's active experiment (a module global and an environment
+    # variable); both are cleared again when the test ends.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     tiny = {
         "train": {
             "backbone": "base_cnn",
@@ -285,8 +291,11 @@ def test_kedro_session_runs_train_binary_and_predicts_with_its_model(tmp_path, m
         with KedroSession.create(project, env="mirror", runtime_params=tiny) as session:
             session.run(pipeline_names=["train_binary"])
     finally:
-        if mlflow.active_run() is not None:
+        # In one process the session leaves kedro-mlflow's run on MLflow's active-run stack
+        # (a CLI run ends with its process); clear it so later tests can start their own runs.
+        while mlflow.active_run() is not None:
             mlflow.end_run()
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
         mlflow.set_tracking_uri(None)
     root = project / "data" / "06_models" / "train_binary"
     assert len(list((root / "model.keras").iterdir())) == 1
