@@ -371,7 +371,8 @@ def gradcam_and_localisation(
     heatmaps = _gradcam_batches(model, images, int(params["batch_size"]))
     prob = sample[probability_columns(names)].to_numpy()
     grid = heatmap_grid(
-        [_display(image) for image in images],
+        # Channel 0 is the histogram-matched original: the radiograph as a reader sees it.
+        [_display(image[..., 0]) for image in images],
         list(heatmaps),
         _titles(sample, prob, names),
         ncols=int(cfg["ncols"]),
