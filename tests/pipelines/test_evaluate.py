@@ -239,6 +239,27 @@ def test_fixed_threshold_at_one_half_keeps_both_decisions_apart():
         params=params,
     )
     assert "At the operating threshold (test)" in report
+    assert "[95% CI]" in report
+    assert "stratified (within-class) resamples" in report
+
+
+def test_report_states_the_configured_confidence_and_resampling():
+    params = {
+        **PARAMS,
+        "bootstrap": {**PARAMS["bootstrap"], "confidence": 0.9, "stratified": False},
+    }
+    metrics, confusion, operating, _ = nodes.evaluation_metrics(hand_predictions(), CARD, params)
+    report = nodes.evaluation_report(
+        metrics=metrics,
+        operating_point=operating,
+        confusion=confusion,
+        localisation_by_class=pd.DataFrame(columns=["label", "mean"]),
+        model_card=CARD,
+        params=params,
+    )
+    assert "[90% CI]" in report and "[95% CI]" not in report
+    assert "90% percentile bootstrap CIs" in report
+    assert "stratified" not in report
 
 
 def test_threshold_rule_errors_name_the_problem():

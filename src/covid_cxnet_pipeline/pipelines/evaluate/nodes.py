@@ -515,9 +515,11 @@ def evaluation_report(
         f"{model_card['channels']}; seed {model_card['seed']}; best epoch "
         f"{model_card['best_epoch']} by {model_card['monitor']} (validation only).",
         f"model_input_index sha256 {model_card['model_input_index_sha256']}.",
-        f"{int(params['bootstrap']['confidence'] * 100)}% percentile bootstrap CIs, "
-        f"{params['bootstrap']['n_resamples']} stratified resamples (seed "
-        f"{params['bootstrap']['seed']}); loss is the mean cross-entropy without smoothing.",
+        f"{params['bootstrap']['confidence']:.0%} percentile bootstrap CIs, "
+        f"{params['bootstrap']['n_resamples']} "
+        f"{'stratified (within-class) ' if params['bootstrap']['stratified'] else ''}"
+        f"resamples (seed {params['bootstrap']['seed']}); loss is the mean cross-entropy "
+        "without smoothing.",
         "Figures sit beside this report in figures/ (MLflow artefacts of the run that wrote "
         "it; on disk, data/08_reporting/<pipeline>/ holds the latest run's report).",
     ]
@@ -542,4 +544,5 @@ def evaluation_report(
         notes=notes,
         tables=tables,
         float_digits=digits,
+        confidence=float(params["bootstrap"]["confidence"]),
     )
