@@ -205,6 +205,48 @@ def test_card_refuses_preprocessing_other_than_the_index_was_made_with():
         nodes.check_preprocessing_replay(PREPROCESS, {**HISTOGRAM, "unet_sha256": "old"}, "new")
 
 
+def _chexnet_config(tmp_path, sha256, write: bool, fallback: bool = True) -> dict:
+    weights = tmp_path / "chexnet.h5"
+    if write:
+        weights.write_bytes(b"not the CheXNet weights")
+    overrides = {
+        **BINARY,
+        "backbone": "densenet121",
+        "init": "chexnet",
+        "densenet_blocks": [1, 1, 1, 1],
+        "allow_init_fallback": fallback,
+        "weights": {"chexnet": {"path": str(weights), "url": None, "sha256": sha256}},
+    }
+    return nodes.resolve_training_config(TRAIN_DEFAULTS, overrides)
+
+
+def test_only_an_absent_weights_file_falls_back_to_random(tmp_path):
+    from covid_cxnet_pipeline.models.densenet import WeightsUnavailableError
+
+    build = nodes.build_for_training(_chexnet_config(tmp_path, None, write=False), 2, 7)
+    assert (build.init_requested, build.init_used) == ("chexnet", "random")
+    assert "absent" in build.init_reason
+    with pytest.raises(WeightsUnavailableError, match="chexnet.h5"):
+        nodes.build_for_training(_chexnet_config(tmp_path, None, False, fallback=False), 2, 7)
+
+
+def test_wrong_or_unset_sha256_of_a_present_file_always_raises(tmp_path):
+    import hashlib
+
+    from covid_cxnet_pipeline.models.densenet import WeightsUnavailableError
+
+    actual = hashlib.sha256(b"not the CheXNet weights").hexdigest()
+    with pytest.raises(WeightsUnavailableError) as wrong:
+        nodes.build_for_training(_chexnet_config(tmp_path, "ab" * 32, write=True), 2, 7)
+    message = str(wrong.value)
+    assert "chexnet.h5" in message and actual in message and "ab" * 32 in message
+    assert "train.weights.chexnet.sha256" in message
+    with pytest.raises(
+        WeightsUnavailableError, match="configured train.weights.chexnet.sha256 unset"
+    ):
+        nodes.build_for_training(_chexnet_config(tmp_path, None, write=True), 2, 7)
+
+
 def test_instance_overrides_merge_deeply():
     config = nodes.resolve_training_config(
         TRAIN_DEFAULTS, {**BINARY, "augment": {"rotation_degrees": 2}}
