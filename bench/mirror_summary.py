@@ -1,0 +1,151 @@
+"""Summarise an end-to-end mirror run (bench/mirror_end_to_end.sh) from its MLflow records.
+
+Prints the figures the README quotes: images per source against ../shared/data/manifest.csv,
+bytes transferred by the first and second ingest, curation counts, U-Net validation Dice,
+preprocessing work done by the first and second run, and the classifiers' test metrics with
+their bootstrap CIs and lung-localisation scores.
+
+Usage: python bench/mirror_summary.py [--shared ../shared/data] [--logs DIR] [--tracking-uri URI]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+
+def _runs(tracking_uri: str) -> pd.DataFrame:
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(search_all_experiments=True, order_by=["start_time ASC"])
+    return runs[runs["status"] == "FINISHED"]
+
+
+def _named(runs: pd.DataFrame, name: str) -> pd.DataFrame:
+    return runs[runs["tags.mlflow.runName"] == name]
+
+
+def _metric(run: pd.Series, key: str) -> float:
+    return float(run.get(f"metrics.{key}", float("nan")))
+
+
+def _with_ci(run: pd.Series, key: str) -> str:
+    estimate, low, high = (_metric(run, key + s) for s in ("", ".ci_lower", ".ci_upper"))
+    return f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def summarise_ingest(runs: pd.DataFrame, manifest: pd.DataFrame) -> None:
+    ingests = _named(runs, "ingest")
+    if ingests.empty:
+        print("ingest: no finished run")
+        return
+    last = ingests.iloc[-1]
+    expected = manifest[manifest["kind"] == "image"].groupby("source_id").size()
+    print("\n## ingest: images per source (raw_index vs manifest.csv kind=image)")
+    for source, count in expected.items():
+        got = _metric(last, f"ingest.images.source.{source}")
+        print(f"  {source:26s} {got:6.0f} / {count:4d}  {'ok' if got == count else 'MISMATCH'}")
+    print(f"  total {_metric(last, 'ingest.images'):.0f} / {expected.sum()}")
+    print(
+        f"  masks {_metric(last, 'ingest.masks'):.0f}, failures {_metric(last, 'ingest.failures'):.0f}"
+    )
+    for i, (_, run) in enumerate(ingests.tail(2).iterrows(), start=1):
+        print(f"  run {i}: {_metric(run, 'ingest.bytes_transferred'):,.0f} bytes transferred")
+
+
+def summarise_curate(runs: pd.DataFrame) -> None:
+    curates = _named(runs, "curate")
+    if curates.empty:
+        return
+    run = curates.iloc[-1]
+    print("\n## curate")
+    for prefix in ("curate.kept", "curate.excluded"):
+        keys = sorted(
+            c[8:] for c in run.index if c.startswith(f"metrics.{prefix}.") and pd.notna(run[c])
+        )
+        parts = [
+            f"{k[len(prefix) + 1 :]}={run['metrics.' + k]:.0f}" for k in keys if k.count(".") == 2
+        ]
+        print(f"  {prefix} {_metric(run, prefix):.0f}: " + ", ".join(parts))
+
+
+def summarise_segmentation(runs: pd.DataFrame) -> None:
+    segs = _named(runs, "train_segmentation")
+    if segs.empty:
+        return
+    run = segs.iloc[-1]
+    print("\n## train_segmentation")
+    print(
+        f"  validation Dice {_metric(run, 'segmentation.validation_dice'):.3f}, "
+        f"IoU {_metric(run, 'segmentation.validation_iou'):.3f} "
+        f"({_metric(run, 'segmentation.n_train'):.0f} train / "
+        f"{_metric(run, 'segmentation.n_validation'):.0f} validation pairs)"
+    )
+
+
+def summarise_preprocess(runs: pd.DataFrame) -> None:
+    pres = _named(runs, "preprocess").tail(2)
+    print("\n## preprocess (first, then second run)")
+    for _, run in pres.iterrows():
+        print(
+            f"  images {_metric(run, 'preprocess.images'):.0f}: masks predicted "
+            f"{_metric(run, 'preprocess.masks_predicted'):.0f}, ROIs computed "
+            f"{_metric(run, 'preprocess.rois_computed'):.0f}, model inputs written "
+            f"{_metric(run, 'preprocess.model_inputs_written'):.0f}, ROI fallbacks "
+            f"{_metric(run, 'preprocess.roi_fallbacks'):.0f}"
+        )
+
+
+def summarise_classifier(runs: pd.DataFrame, name: str) -> None:
+    trained = _named(runs, name)
+    if trained.empty:
+        return
+    run = trained.iloc[-1]
+    print(f"\n## {name} (test split, 95% bootstrap CIs)")
+    for key in ("accuracy", "macro_f1", "macro_auc", "sensitivity", "specificity"):
+        if f"metrics.{name}.test.{key}" in run.index and pd.notna(
+            run[f"metrics.{name}.test.{key}"]
+        ):
+            print(f"  {key:12s} {_with_ci(run, f'{name}.test.{key}')}")
+    loc = f"{name}.localisation.all"
+    print(
+        f"  Grad-CAM mass inside the lungs {_metric(run, loc + '.mean'):.3f} "
+        f"(mean lung area {_metric(run, loc + '.mean_mask_area'):.3f}"
+        + (
+            f", lift {_metric(run, loc + '.mean_lift'):.3f})"
+            if f"metrics.{loc}.mean_lift" in run.index
+            else ")"
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default="../shared/data", type=Path)
+    parser.add_argument("--logs", default="data/08_reporting/end_to_end", type=Path)
+    parser.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
+    args = parser.parse_args()
+    runs = _runs(args.tracking_uri)
+    manifest = pd.read_csv(args.shared / "manifest.csv")
+    timings = args.logs / "timings.txt"
+    if timings.is_file():
+        print("## wall time per kedro run (s)")
+        print(
+            "  "
+            + ", ".join(line.replace(" ", "=") for line in timings.read_text().split("\n") if line)
+        )
+    summarise_ingest(runs, manifest)
+    summarise_curate(runs)
+    summarise_segmentation(runs)
+    summarise_preprocess(runs)
+    for name in ("train_binary", "train_multiclass"):
+        summarise_classifier(runs, name)
+
+
+if __name__ == "__main__":
+    main()
