@@ -20,7 +20,7 @@ from PIL import Image
 from covid_cxnet_pipeline.pipelines.preprocess.chain import read_png
 from covid_cxnet_pipeline.pipelines.train_segmentation import create_pipeline, nodes
 from covid_cxnet_pipeline.pipelines.train_segmentation.data import augment_pair
-from covid_cxnet_pipeline.pipelines.train_segmentation.pairs import assign_validation
+from covid_cxnet_pipeline.pipelines.train_segmentation.pairs import assign_validation, pair_plan
 from covid_cxnet_pipeline.training.augment import AugmentConfig
 from tests.conftest import PROJECT_ROOT
 
@@ -129,6 +129,11 @@ def params(tmp_path) -> dict:
     return settings
 
 
+def curate_namespaces() -> dict[str, str]:
+    text = (PROJECT_ROOT / "conf/base/parameters_curate.yml").read_text()
+    return yaml.safe_load(text)["curate"]["patients"]["namespaces"]
+
+
 def run(indexes, params) -> DataCatalog:
     raw_index, raw_mask_index = indexes
     catalog = DataCatalog(
@@ -136,6 +141,7 @@ def run(indexes, params) -> DataCatalog:
             "raw_index": MemoryDataset(raw_index),
             "raw_mask_index": MemoryDataset(raw_mask_index),
             "params:train_segmentation": MemoryDataset(params),
+            "params:curate.patients.namespaces": MemoryDataset(curate_namespaces()),
             **{name: KeptDataset(copy_mode="assign") for name in OUTPUTS},
         }
     )
@@ -272,3 +278,33 @@ def test_worker_processes_write_the_same_pairs(indexes, params, tmp_path):
     for column in ("image_path", "mask_path"):
         for first, second in zip(serial[column], parallel[column], strict=True):
             np.testing.assert_array_equal(read_png(first), read_png(second))
+
+
+def test_one_patient_listed_by_two_mask_sources_is_one_patient_group(indexes, params, tmp_path):
+    """Montgomery's ManualMask copy and the segmentation mirror's copy of MCUCXR_0001 (the
+    same patient, different files) must not land on both sides of the U-Net split."""
+    raw_index, raw_mask_index = indexes
+    images = raw_index.iloc[[2, 5]].assign(
+        source_id=["montgomery", "shenzhen_montgomery_seg"], patient_id="MCUCXR_0001"
+    )
+    masks = raw_mask_index[raw_mask_index["image_id"].isin(images["image_id"])]
+    plan = pair_plan(
+        images,
+        masks,
+        cache_dir=tmp_path / "pairs",
+        size=(SIZE, SIZE),
+        decode_options={},
+        foreground_threshold=0,
+        namespaces=curate_namespaces(),
+    )
+    assert [entry["patient_group"] for entry in plan] == ["nlm_tb:MCUCXR_0001"] * 2
+    # Without the shared namespace they would be two patients.
+    unmapped = pair_plan(
+        images,
+        masks,
+        cache_dir=tmp_path / "pairs",
+        size=(SIZE, SIZE),
+        decode_options={},
+        foreground_threshold=0,
+    )
+    assert len({entry["patient_group"] for entry in unmapped}) == 2

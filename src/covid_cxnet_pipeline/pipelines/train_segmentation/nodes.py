@@ -30,7 +30,10 @@ _MONITOR = "val_dice_coefficient"
 
 
 def build_segmentation_pairs(
-    raw_index: pd.DataFrame, raw_mask_index: pd.DataFrame, params: dict[str, Any]
+    raw_index: pd.DataFrame,
+    raw_mask_index: pd.DataFrame,
+    params: dict[str, Any],
+    namespaces: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Write every image that has lung masks, and its assembled mask, at the U-Net size.
 
@@ -41,6 +44,8 @@ def build_segmentation_pairs(
         raw_index: Ingest's image index.
         raw_mask_index: Ingest's mask index.
         params: ``train_segmentation`` parameters (``unet.input_size``, ``pairs``).
+        namespaces: ``curate.patients.namespaces``, so patient groups match curate's (one
+            patient listed by two mask sources is one group).
 
     Returns:
         One row per usable pair: ``image_id``, ``source_id``, ``patient_group``,
@@ -55,6 +60,7 @@ def build_segmentation_pairs(
         size=size,
         decode_options=settings["decode"],
         foreground_threshold=int(settings["foreground_threshold"]),
+        namespaces=namespaces,
     )
     if not plan:
         raise ValueError(

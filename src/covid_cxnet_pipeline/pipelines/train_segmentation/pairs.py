@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
+from covid_cxnet_pipeline.curation.harmonise import namespaced_patient_id
 from covid_cxnet_pipeline.imaging import (
     ImageDecodeError,
     assemble_lung_mask,
@@ -82,6 +83,7 @@ def pair_plan(
     size: tuple[int, int],
     decode_options: Mapping[str, Any],
     foreground_threshold: int,
+    namespaces: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per image with masks: its rows' metadata and where its pair PNGs go.
 
@@ -92,6 +94,9 @@ def pair_plan(
         size: U-Net ``(height, width)``.
         decode_options: ``load_grayscale`` keyword arguments.
         foreground_threshold: ``load_mask`` foreground threshold.
+        namespaces: ``source_id -> patient namespace`` for sources that reuse another
+            collection's patient ids (``curate.patients.namespaces``): Montgomery's own copy
+            and the segmentation mirror's copy of one patient are then one patient group.
 
     Returns:
         Dicts with the ``PAIR_COLUMNS`` and ``image_source``, ``mask_files``.
@@ -124,13 +129,15 @@ def pair_plan(
             for row in group.itertuples()
         )
         key = digest({"image": str(image["sha256"]), "masks": mask_content})
-        patient = str(image["patient_id"]).strip() if pd.notna(image["patient_id"]) else ""
         plan.append(
             {
                 "image_id": image_id,
                 "source_id": str(image["source_id"]),
-                # Patients namespaced by source; an image without a patient id is its own group.
-                "patient_group": f"{image['source_id']}:{patient or image_id}",
+                # Patients namespaced as curate does (shared namespaces for sources that copy
+                # one collection); an image without a patient id is its own group.
+                "patient_group": namespaced_patient_id(
+                    str(image["source_id"]), image["patient_id"], str(image_id), namespaces or {}
+                ),
                 "image_source": str(image["path"]),
                 "mask_files": mask_files,
                 "image_path": str(folder / f"{key}_image.png"),

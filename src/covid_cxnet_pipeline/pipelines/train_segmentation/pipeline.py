@@ -16,7 +16,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.build_segmentation_pairs,
-                ["raw_index", "raw_mask_index", "params:train_segmentation"],
+                [
+                    "raw_index",
+                    "raw_mask_index",
+                    "params:train_segmentation",
+                    "params:curate.patients.namespaces",
+                ],
                 "segmentation_pairs_unsplit",
                 name="segmentation_build_pairs",
             ),
