@@ -133,9 +133,44 @@ def model_input_index(tmp_path_factory) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def card_for(model: keras.Model, index: pd.DataFrame) -> dict:
+    """CARD with the digests a training run records for ``model`` and ``index``."""
+    from covid_cxnet_pipeline.digests import table_digest
+    from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+
+    return {
+        **CARD,
+        "model_weights_sha256": weights_digest(model),
+        "model_input_index_sha256": table_digest(index),
+    }
+
+
 @pytest.fixture(scope="module")
 def predictions(model_input_index) -> pd.DataFrame:
-    return nodes.predict_splits(brightness_model(), model_input_index, CARD, PARAMS)
+    model = brightness_model()
+    return nodes.predict_splits(
+        model, model_input_index, card_for(model, model_input_index), PARAMS
+    )
+
+
+def test_evaluate_refuses_a_model_or_index_its_card_does_not_describe(model_input_index, tmp_path):
+    model = brightness_model()
+    card = card_for(model, model_input_index)
+    # The card's digest survives a save/load round trip of the model.
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    nodes.predict_splits(reloaded, model_input_index, card, PARAMS)
+    other = brightness_model()
+    other.get_layer("predictions").set_weights(
+        [np.array([[50.0]], np.float32), np.array([-5.0], np.float32)]
+    )
+    with pytest.raises(ValueError, match=card["model_weights_sha256"]):
+        nodes.predict_splits(other, model_input_index, card, PARAMS)
+    with pytest.raises(ValueError, match="no model_weights_sha256"):
+        nodes.predict_splits(model, model_input_index, CARD, PARAMS)
+    remade = model_input_index.iloc[1:]
+    with pytest.raises(ValueError, match=card["model_input_index_sha256"]):
+        nodes.predict_splits(model, remade, card, PARAMS)
 
 
 def test_predict_splits_aligns_rows_and_probabilities(predictions):
@@ -284,11 +319,12 @@ def test_gradcam_mass_lies_in_the_lungs(predictions):
 
 def test_evaluation_stage_runs_namespaced(model_input_index):
     stage = create_evaluation_instance("train_binary")
+    model = brightness_model()
     catalog = DataCatalog(
         {
             "model_input_index": MemoryDataset(model_input_index),
-            "train_binary.model": MemoryDataset(brightness_model(), copy_mode="assign"),
-            "train_binary.model_card": MemoryDataset(CARD),
+            "train_binary.model": MemoryDataset(model, copy_mode="assign"),
+            "train_binary.model_card": MemoryDataset(card_for(model, model_input_index)),
             "train_binary.training_history": MemoryDataset(
                 {"loss": [0.7, 0.5], "val_loss": [0.8, 0.6], "auc": [0.5, 0.9]}
             ),

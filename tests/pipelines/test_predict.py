@@ -192,6 +192,20 @@ def test_missing_card_and_wrong_unet_are_named(tmp_path):
         inference.load_bundle(str(model_file), unet=str(tmp_path / "other_unet.keras"))
 
 
+def test_versioned_folder_resolves_to_the_newest_version_with_a_card(tmp_path):
+    unet = tiny_unet()
+    save_bundle(tmp_path, tiny_classifier(), unet, make_card(unet))
+    # A later run that failed after saving its model: model.keras without model_card.json.
+    newer = tmp_path / "model.keras" / "2026-11-29T21.00.00.000Z" / "model.keras"
+    newer.parent.mkdir()
+    tiny_classifier().save(newer)
+    chosen = inference.resolve_model_file(tmp_path / "model.keras")
+    assert chosen.parent.name == VERSION
+    (tmp_path / "model_card.json" / VERSION / "model_card.json").unlink()
+    with pytest.raises(FileNotFoundError, match="model_card.json"):
+        inference.resolve_model_file(tmp_path / "model.keras")
+
+
 def test_exported_folder_layout_and_no_roi(tmp_path):
     unet = tiny_unet()
     card = make_card(unet, classes=("normal", "cap", "covid"))

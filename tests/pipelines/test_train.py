@@ -15,6 +15,7 @@ from kedro.runner import SequentialRunner
 from PIL import Image
 
 from covid_cxnet_pipeline.models.unet import build_unet
+from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
 from covid_cxnet_pipeline.pipelines.train import nodes
 from covid_cxnet_pipeline.pipelines.train.pipeline import create_pipeline, create_training_instance
 from tests.pipelines.test_evaluate import PARAMS as EVALUATE_PARAMS
@@ -98,7 +99,9 @@ def evaluate_params() -> dict:
     return params
 
 
-def run_instance(namespace, overrides, index, unet, defaults=TRAIN_DEFAULTS):
+def run_instance(
+    namespace, overrides, index, unet, defaults=TRAIN_DEFAULTS, *, preprocess=PREPROCESS, saved=None
+):
     catalog = DataCatalog(
         {
             "model_input_index": MemoryDataset(index),
@@ -107,13 +110,15 @@ def run_instance(namespace, overrides, index, unet, defaults=TRAIN_DEFAULTS):
             "params:train": MemoryDataset(defaults),
             f"params:{namespace}.training": MemoryDataset(overrides),
             "params:evaluate": MemoryDataset(evaluate_params()),
-            "params:preprocess": MemoryDataset(PREPROCESS),
+            "params:preprocess": MemoryDataset(preprocess),
             f"{namespace}.model": KeptDataset(copy_mode="assign"),
             f"{namespace}.unet": KeptDataset(copy_mode="assign"),
             f"{namespace}.model_card": KeptDataset(),
             f"{namespace}.training_history": KeptDataset(),
         }
     )
+    if saved is not None:
+        saved["catalog"] = catalog
     outputs = SequentialRunner().run(create_training_instance(namespace), catalog)
     return catalog, outputs
 
@@ -138,6 +143,7 @@ def test_binary_instance_trains_evaluates_and_logs_to_mlflow(
     assert card["init_used"] == "random"
     assert card["preprocessing"]["histogram_reference"]["digest"] == "uniform"
     assert len(card["preprocessing"]["unet_weights_sha256"]) == 64
+    assert card["model_weights_sha256"] == weights_digest(catalog["train_binary.model"].load())
     history = catalog["train_binary.training_history"].load()
     assert set(history) >= {"loss", "val_loss", "auc", "val_auc"}
     report = outputs["train_binary.evaluation_report"].load()
@@ -245,6 +251,24 @@ def test_wrong_or_unset_sha256_of_a_present_file_always_raises(tmp_path):
         WeightsUnavailableError, match="configured train.weights.chexnet.sha256 unset"
     ):
         nodes.build_for_training(_chexnet_config(tmp_path, None, write=True), 2, 7)
+
+
+def test_replay_mismatch_stops_the_run_before_a_model_is_saved(model_input_index, unet):
+    from kedro.io import DatasetError
+
+    saved = {}
+    with pytest.raises(ValueError, match="use_lung_roi"):
+        run_instance(
+            "train_binary",
+            BINARY,
+            model_input_index,
+            unet,
+            preprocess={**PREPROCESS, "use_lung_roi": False},
+            saved=saved,
+        )
+    # Checked before training: no model was saved that a card would not describe.
+    with pytest.raises(DatasetError):
+        saved["catalog"]["train_binary.model"].load()
 
 
 def test_instance_overrides_merge_deeply():

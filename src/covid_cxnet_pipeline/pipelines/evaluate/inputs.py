@@ -189,3 +189,51 @@ def split_arrays(
     y_true = rows["y_true"].to_numpy(dtype=np.int64)
     y_prob = rows[probability_columns(class_names)].to_numpy(dtype=np.float64)
     return y_true, y_prob
+
+
+def check_model_matches_card(
+    model: Any, model_card: Mapping[str, Any], model_input_index: pd.DataFrame
+) -> None:
+    """Refuse to score a model with a card that describes other weights or another index.
+
+    The catalog loads the latest version of ``model`` and of ``model_card`` independently; a
+    training run that failed between saving them would pair a new model with an old card, and
+    a re-made ``model_input_index`` would score the model on rows it was not split on.
+
+    Args:
+        model: the loaded classifier.
+        model_card: its card (``model_weights_sha256``, ``model_input_index_sha256``).
+        model_input_index: the index evaluation reads.
+
+    Raises:
+        ValueError: naming both digests and what to do.
+    """
+    from covid_cxnet_pipeline.digests import table_digest
+    from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+
+    name = model_card.get("name", "model")
+    expected = model_card.get("model_weights_sha256")
+    if not expected:
+        raise ValueError(
+            f"{name}: the model card has no model_weights_sha256 (written before cards recorded "
+            f"the weights), so it cannot be matched to the model: re-run `kedro run "
+            f"--pipeline={name}`"
+        )
+    actual = weights_digest(model)
+    if actual != expected:
+        raise ValueError(
+            f"{name}: the loaded model's weights digest {actual} differs from its card's "
+            f"model_weights_sha256 {expected}: the latest model.keras and model_card.json come "
+            f"from different runs (a run that failed after saving the model?). Delete the model "
+            f"version without a card under data/06_models/{name}/model.keras/ or re-run "
+            f"`kedro run --pipeline={name}`"
+        )
+    index_digest = table_digest(model_input_index)
+    if index_digest != model_card.get("model_input_index_sha256"):
+        raise ValueError(
+            f"{name}: model_input_index has digest {index_digest}, but the model was trained on "
+            f"model_input_index_sha256 {model_card.get('model_input_index_sha256')} (its card): "
+            "preprocess was re-run since. Evaluate with the index the model was trained on "
+            f"(kedro run --pipeline=evaluate --load-versions=model_input_index:<version>) or "
+            f"re-run `kedro run --pipeline={name}`"
+        )

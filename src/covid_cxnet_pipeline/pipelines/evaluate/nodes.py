@@ -39,6 +39,7 @@ from covid_cxnet_pipeline.evaluation.report import build_markdown_report
 from covid_cxnet_pipeline.evaluation.thresholds import operating_point_report
 from covid_cxnet_pipeline.pipelines.evaluate.inputs import (
     available_splits,
+    check_model_matches_card,
     load_model_images,
     model_dataset,
     probability_columns,
@@ -109,10 +110,15 @@ def predict_splits(
     Returns:
         One row per image: ``image_id``, ``path``, ``lung_mask_path``, ``label``, ``split``,
         ``y_true`` (output class index) and one ``prob_<class>`` column per output class.
+
+    Raises:
+        ValueError: the model's weights or the index are not those its card records (see
+            ``inputs.check_model_matches_card``).
     """
     from covid_cxnet_pipeline.training.dataset import split_rows
     from covid_cxnet_pipeline.training.trainer import predict_split
 
+    check_model_matches_card(model, model_card, model_input_index)
     names = _class_names(model_card)
     rows = task_rows(model_input_index, model_card["task"], model_card["classes"])
     frames = []

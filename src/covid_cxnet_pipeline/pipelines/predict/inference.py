@@ -60,6 +60,9 @@ def is_model_uri(reference: str) -> bool:
 def resolve_model_file(path: str | Path) -> Path:
     """The ``.keras`` file behind a path, choosing the latest version of a Kedro versioned folder.
 
+    In a versioned folder only versions with their ``model_card.json`` count: a failed training
+    run can leave a model without a card, and predict must not replay another run's card.
+
     Args:
         path: a ``.keras`` file, or a Kedro versioned dataset folder
             (``.../model.keras/<version>/model.keras``).
@@ -79,13 +82,31 @@ def resolve_model_file(path: str | Path) -> Path:
             for version in candidate.iterdir()
             if (version / candidate.name).is_file()
         )
+        # A version without its card comes from a run that failed after saving the model.
+        carded = [version for version in versions if _has_card(version)]
+        for version in versions:
+            if version not in carded and (not carded or version > carded[-1]):
+                logger.warning("Skipping %s: no model_card.json beside it", version.parent.name)
+        if carded:
+            logger.info("Using the latest version of %s: %s", candidate, carded[-1].parent.name)
+            return carded[-1]
         if versions:
-            logger.info("Using the latest version of %s: %s", candidate, versions[-1].parent.name)
-            return versions[-1]
+            raise FileNotFoundError(
+                f"no version of {candidate} has its model_card.json (versions "
+                f"{[v.parent.name for v in versions]}): re-run the training pipeline"
+            )
     raise FileNotFoundError(
         f"no model at {candidate}: pass a .keras file, a Kedro versioned model folder "
         "(data/06_models/<pipeline>/model.keras) or an MLflow URI (runs:/... or models:/...)"
     )
+
+
+def _has_card(model_file: Path) -> bool:
+    try:
+        beside_model(model_file, "model_card.json")
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def beside_model(model_file: Path, name: str) -> Path:

@@ -231,13 +231,18 @@ def _fit_one_seed(
 
 
 def train_classifier(
-    model_input_index: pd.DataFrame, config: Mapping[str, Any]
+    model_input_index: pd.DataFrame,
+    config: Mapping[str, Any],
+    preprocessing_replay: Mapping[str, Any] | None = None,
 ) -> tuple[Any, dict[str, list[float]], dict[str, Any]]:
     """Train the instance's classifier on ``train``, selecting the epoch on ``validation``.
 
     Args:
         model_input_index: the preprocess output.
         config: output of ``resolve_training_config``.
+        preprocessing_replay: output of ``preprocessing_replay``. The pipeline passes it so that
+            the replay check runs before training: a mismatch then fails before any model is
+            saved (a saved model without a card would mislead predict and evaluate).
 
     Returns:
         ``(model with the best validation epoch's weights, history per epoch, training info)``;
@@ -249,6 +254,8 @@ def train_classifier(
     # Per-epoch metrics reach the active MLflow run live, as <instance>.<metric> by epoch.
     live = (MlflowEpochLogger(prefix=f"{config['name']}."),)
     model, history, info = _fit_one_seed(rows, config, int(config["seed"]), live)
+    if preprocessing_replay is not None:
+        info["unet_weights_sha256"] = preprocessing_replay["unet_weights_sha256"]
     logger.info(
         "%s: trained %d epochs in %.1f s (best epoch %d), init %s (%s)",
         config["name"],
@@ -308,38 +315,72 @@ def list_or_value(value: Any) -> Any:
     return [list_or_value(item) for item in value] if isinstance(value, list | tuple) else value
 
 
+def preprocessing_replay(
+    preprocess_params: Mapping[str, Any],
+    histogram_reference: Mapping[str, Any],
+    unet_model: Any,
+) -> dict[str, Any]:
+    """The preprocessing the model card will replay, checked against the index's own record.
+
+    Runs before training (``check_preprocessing_replay``), so a run whose ``preprocess``
+    parameters or U-Net differ from those that made ``model_input_index`` stops before it
+    saves a model.
+
+    Args:
+        preprocess_params: ``params:preprocess`` of this run.
+        histogram_reference: the preprocess ``histogram_reference`` dataset.
+        unet_model: the lung-segmentation U-Net of the catalog (``unet_model``).
+
+    Returns:
+        The card's ``preprocessing`` block: ``params``, ``histogram_reference`` and
+        ``unet_weights_sha256``.
+
+    Raises:
+        ValueError: see ``check_preprocessing_replay``.
+    """
+    from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+
+    unet_digest = weights_digest(unet_model)
+    check_preprocessing_replay(preprocess_params, histogram_reference, unet_digest)
+    return {
+        "params": copy.deepcopy(dict(preprocess_params)),
+        "histogram_reference": copy.deepcopy(dict(histogram_reference)),
+        "unet_weights_sha256": unet_digest,
+    }
+
+
 def build_model_card(
     *,
     config: Mapping[str, Any],
     training_info: Mapping[str, Any],
     model_input_index: pd.DataFrame,
-    preprocess_params: Mapping[str, Any],
-    histogram_reference: Mapping[str, Any],
+    preprocessing: Mapping[str, Any],
+    model: Any,
     unet_model: Any,
 ) -> tuple[dict[str, Any], Any]:
     """The model card, and the U-Net saved beside the model, so both travel with it.
 
     ``predict`` replays the preprocessing from the card alone (parameters, the reference
     histogram of the training split, the U-Net's weight digest), so it needs no project config.
+    The card records the model's weights digest: ``evaluate`` refuses a model whose weights are
+    not the ones this card describes.
 
     Args:
         config: output of ``resolve_training_config``.
         training_info: output of ``train_classifier``.
         model_input_index: the index the model was trained on (its digest is recorded).
-        preprocess_params: ``params:preprocess`` of the run that produced the index.
-        histogram_reference: the preprocess ``histogram_reference`` dataset.
+        preprocessing: output of ``preprocessing_replay`` (already checked).
+        model: the trained classifier.
         unet_model: the lung-segmentation U-Net the preprocessing used.
 
     Returns:
         ``(card, U-Net)``: the JSON-serialisable card (task, classes, output class names, input
         size, channels, pixel range, backbone, initialisation, seed, best epoch, index digest,
-        preprocessing) and the U-Net, to be saved beside the model.
+        model weights digest, preprocessing) and the U-Net, to be saved beside the model.
     """
+    from covid_cxnet_pipeline.digests import table_digest
     from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
-    from covid_cxnet_pipeline.training.mlflow_logging import dataframe_digest
 
-    unet_digest = weights_digest(unet_model)
-    check_preprocessing_replay(preprocess_params, histogram_reference, unet_digest)
     card = {
         "card_version": MODEL_CARD_VERSION,
         "name": config["name"],
@@ -352,12 +393,9 @@ def build_model_card(
         "seed": int(config["seed"]),
         "best_epoch": int(training_info["best_epoch"]),
         "monitor": config["monitor"],
-        "model_input_index_sha256": dataframe_digest(model_input_index),
-        "preprocessing": {
-            "params": copy.deepcopy(dict(preprocess_params)),
-            "histogram_reference": copy.deepcopy(dict(histogram_reference)),
-            "unet_weights_sha256": unet_digest,
-        },
+        "model_input_index_sha256": table_digest(model_input_index),
+        "model_weights_sha256": weights_digest(model),
+        "preprocessing": copy.deepcopy(dict(preprocessing)),
     }
     return card, unet_model
 

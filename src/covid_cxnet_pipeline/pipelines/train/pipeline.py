@@ -16,7 +16,7 @@ SHARED_PARAMETERS = {"params:train", "params:evaluate", "params:preprocess"}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """The training template: configure, train, card, log, evaluate, repeat over seeds.
+    """The training template: configure, check the replay, train, card, log, evaluate, repeat.
 
     Returns:
         The un-namespaced template; it reads ``model_input_index``, ``histogram_reference``
@@ -32,9 +32,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "config",
                 name="resolve_training_config",
             ),
+            # Before training: a replay mismatch must stop the run before a model is saved.
+            Node(
+                nodes.preprocessing_replay,
+                {
+                    "preprocess_params": "params:preprocess",
+                    "histogram_reference": "histogram_reference",
+                    "unet_model": "unet_model",
+                },
+                "preprocessing_replay",
+                name="check_preprocessing_replay",
+            ),
             Node(
                 nodes.train_classifier,
-                ["model_input_index", "config"],
+                ["model_input_index", "config", "preprocessing_replay"],
                 ["model", "training_history", "training_info"],
                 name="train_classifier",
             ),
@@ -44,8 +55,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "config": "config",
                     "training_info": "training_info",
                     "model_input_index": "model_input_index",
-                    "preprocess_params": "params:preprocess",
-                    "histogram_reference": "histogram_reference",
+                    "preprocessing": "preprocessing_replay",
+                    "model": "model",
                     "unet_model": "unet_model",
                 },
                 ["model_card", "unet"],
