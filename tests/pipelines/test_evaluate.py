@@ -315,6 +315,25 @@ def test_gradcam_mass_lies_in_the_lungs(predictions):
     assert by_class.set_index("label").loc["covid", "mean"] == pytest.approx(1.0)
     assert logged["localisation.covid.mean"]["value"] == pytest.approx(1.0)
     assert by_class.set_index("label").loc["covid", "mean_mask_area"] == pytest.approx(0.5)
+    # All mass in a mask covering half the image: twice uniform heat.
+    np.testing.assert_allclose(scores.loc[scores["label"] == "covid", "lift"], 2.0, atol=1e-6)
+    assert by_class.set_index("label").loc["covid", "mean_lift"] == pytest.approx(2.0)
+    assert logged["localisation.covid.mean_lift"]["value"] == pytest.approx(2.0)
+
+
+def test_lift_is_nan_safe():
+    scores = pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c", "d"],
+            "label": ["covid", "covid", "normal", "normal"],
+            "lung_fraction": [0.6, math.nan, 0.3, 0.5],
+            "mask_area": [0.3, 0.4, 0.0, 0.5],
+        }
+    )
+    lift = nodes.with_lift(scores)["lift"]
+    np.testing.assert_allclose(lift.to_numpy(), [2.0, math.nan, math.nan, 1.0])
+    by_class = nodes.lift_by_class(nodes.with_lift(scores)).set_index("label")["mean_lift"]
+    assert by_class.to_dict() == pytest.approx({"covid": 2.0, "normal": 1.0, "all": 1.5})
 
 
 def test_evaluation_stage_runs_namespaced(model_input_index):
@@ -334,6 +353,7 @@ def test_evaluation_stage_runs_namespaced(model_input_index):
     outputs = SequentialRunner().run(stage, catalog)
     report = outputs["train_binary.evaluation_report"].load()
     assert report.startswith("# tiny_binary: evaluation")
+    assert "1.0 = no better than uniform heat over the image" in report
     for section in ("## Confidence intervals", "Operating point", "figures/gradcam_grid.png"):
         assert section in report
     assert isinstance(outputs["train_binary.lime_grid"].load(), Figure)
@@ -369,6 +389,7 @@ def test_report_lists_nan_as_na():
                 "std": math.nan,
                 "median": math.nan,
                 "mean_mask_area": 0.5,
+                "mean_lift": math.nan,
             }
         ]
     )

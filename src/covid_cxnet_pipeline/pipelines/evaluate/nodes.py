@@ -350,6 +350,40 @@ def _gradcam_batches(model: Any, images: np.ndarray, batch_size: int) -> np.ndar
     )
 
 
+def with_lift(scores: pd.DataFrame) -> pd.DataFrame:
+    """Add ``lift = lung_fraction / mask_area``: the localisation score against chance.
+
+    A heatmap spread uniformly over the image puts ``mask_area`` of its mass in the lungs, so
+    lift 1.0 is no better than uniform heat; 2.0 is twice as concentrated on the lungs. NaN when
+    the score is NaN or the mask is empty.
+
+    Args:
+        scores: output of ``localisation_scores`` (``lung_fraction``, ``mask_area``).
+
+    Returns:
+        The table with a ``lift`` column.
+    """
+    area = scores["mask_area"].astype(float)
+    fraction = scores["lung_fraction"].astype(float)
+    lift = (fraction / area.where(area > 0)).where(fraction.notna())
+    return scores.assign(lift=lift.astype(float))
+
+
+def lift_by_class(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean lift per class and over all images (``label = "all"``), NaN-skipping.
+
+    Args:
+        scores: output of ``with_lift``.
+
+    Returns:
+        Columns ``label`` and ``mean_lift``.
+    """
+    per_class = scores.groupby("label", sort=True)["lift"].mean()
+    rows = [{"label": str(label), "mean_lift": float(v)} for label, v in per_class.items()]
+    rows.append({"label": "all", "mean_lift": float(scores["lift"].mean())})
+    return pd.DataFrame(rows, columns=["label", "mean_lift"])
+
+
 def gradcam_and_localisation(
     model: Any,
     predictions: pd.DataFrame,
@@ -359,7 +393,9 @@ def gradcam_and_localisation(
     """Grad-CAM grid for a sample per class, and the lung-localisation score per image and class.
 
     Grad-CAM explains the predicted class. The localisation score is the fraction of its mass
-    inside the image's lung mask (``lung_mask_path``, in the model input's geometry).
+    inside the image's lung mask (``lung_mask_path``, in the model input's geometry); its lift
+    divides it by the mask's area (1.0 = no better than uniform heat over the image). Heatmaps
+    are scored chunk by chunk, so memory does not grow with the split.
 
     Args:
         model: the trained classifier.
@@ -393,18 +429,22 @@ def gradcam_and_localisation(
         rows = rows.iloc[np.sort(rng.choice(len(rows), int(loc["max_images"]), replace=False))]
     shape = tuple(int(v) for v in model_card["input_size"])
     batch = int(params["batch_size"])
-    maps, masks = [], []
-    for start in range(0, len(rows), batch):
-        chunk = rows.iloc[start : start + batch]
-        pixels = load_model_images(chunk, loc["split"], model_card, batch)
-        maps.extend(_gradcam_batches(model, pixels, batch))
-        masks.extend(_load_lung_mask(path, shape) for path in chunk["lung_mask_path"])
+
+    def heatmaps():
+        # One chunk of maps at a time: localisation_scores consumes them image by image.
+        for start in range(0, len(rows), batch):
+            chunk = rows.iloc[start : start + batch]
+            yield from _gradcam_batches(
+                model, load_model_images(chunk, loc["split"], model_card, batch), batch
+            )
+
+    masks = (_load_lung_mask(path, shape) for path in rows["lung_mask_path"])
     labels = [names[i] for i in rows["y_true"]]
-    scores = localisation_scores(rows["image_id"], labels, maps, masks)
-    by_class = localisation_by_class(scores)
+    scores = with_lift(localisation_scores(rows["image_id"], labels, heatmaps(), masks))
+    by_class = localisation_by_class(scores).merge(lift_by_class(scores), on="label", how="left")
     logged = {}
     for row in by_class.itertuples(index=False):
-        for field in ("mean", "median", "mean_mask_area"):
+        for field in ("mean", "median", "mean_mask_area", "mean_lift"):
             value = float(getattr(row, field))
             if not math.isnan(value):
                 logged[f"localisation.{row.label}.{field}"] = {"value": value, "step": 0}
@@ -538,9 +578,11 @@ def evaluation_report(
             columns=["split", "decision"]
         )
     tables[f"Per class ({split})"] = _per_class(metrics, split, names)
-    tables["Lung localisation of Grad-CAM (fraction of mass inside the lung mask)"] = (
-        localisation_by_class
-    )
+    tables[
+        "Lung localisation of Grad-CAM (mean: fraction of mass inside the lung mask; "
+        "mean_lift: that fraction / the mask's area, 1.0 = no better than uniform heat over "
+        "the image)"
+    ] = localisation_by_class
     return build_markdown_report(
         f"{model_card['name']}: evaluation",
         _wide_estimates(metrics),
