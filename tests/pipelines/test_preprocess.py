@@ -281,3 +281,70 @@ def test_a_real_unet_predicts_masks_through_the_node(curated_index, params):
     for path in masks["lung_mask_full_path"]:
         mask = chain.read_png(path)
         assert mask.shape == UNET_SIZE and set(np.unique(mask)) <= {0, 255}
+
+
+def _moved_split(curated_index: pd.DataFrame) -> pd.DataFrame:
+    """One train image moved to validation: the train-only reference histogram changes."""
+    return curated_index.assign(split=["validation", *SPLITS[1:]])
+
+
+def _with(params: dict, section: str, name: str, value) -> dict:
+    changed = copy.deepcopy(params)
+    changed[section][name] = value
+    return changed
+
+
+def _other_unet() -> keras.Model:
+    model = brightness_unet()
+    model.set_weights([np.ones((1, 1, 1, 1), np.float32), np.array([-120.0], np.float32)])
+    return model
+
+
+# (what changes, new curated_index, new params, new U-Net) -> which stages recompute:
+# (masks predicted, ROIs computed, model inputs written) out of 6 images.
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda index, params: (index, params, _other_unet()), (6, 6, 6)),
+        (
+            lambda index, params: (index, _with(params, "lung_mask", "dilation_px", 1), None),
+            (6, 6, 6),
+        ),
+        (lambda index, params: (index, _with(params, "roi", "margin", 0.2), None), (0, 6, 6)),
+        (
+            lambda index, params: (index, _with(params, "resize", "keep_aspect", True), None),
+            (0, 6, 6),
+        ),
+        (lambda index, params: (_moved_split(index), params, None), (0, 0, 6)),
+        (
+            lambda index, params: (index, _with(params, "enhance", "beasf_gamma", 2.0), None),
+            (0, 0, 6),
+        ),
+    ],
+    ids=[
+        "new-unet-weights",
+        "lung-mask-dilation",
+        "roi-margin",
+        "keep-aspect",
+        "moved-split",
+        "beasf-gamma",
+    ],
+)
+def test_each_change_recomputes_exactly_the_stages_it_affects(
+    curated_index, params, change, expected
+):
+    run(curated_index, params, brightness_unet())
+    index, changed_params, model = change(curated_index, params)
+    catalog = run(index, changed_params, model or brightness_unet())
+    metrics = {name: entry["value"] for name, entry in catalog["preprocess_metrics"].load().items()}
+    recomputed = (
+        metrics["masks_predicted"],
+        metrics["rois_computed"],
+        metrics["model_inputs_written"],
+    )
+    assert recomputed == expected
+    # And a second identical run after the change recomputes nothing.
+    again = run(index, changed_params, model or brightness_unet())
+    metrics = {name: entry["value"] for name, entry in again["preprocess_metrics"].load().items()}
+    assert (metrics["masks_predicted"], metrics["rois_computed"]) == (0, 0)
+    assert metrics["model_inputs_written"] == 0
