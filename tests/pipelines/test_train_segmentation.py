@@ -26,6 +26,7 @@ from tests.conftest import PROJECT_ROOT
 
 SIZE = 32
 OUTPUTS = (
+    "segmentation_pairs_all",
     "segmentation_pairs_unsplit",
     "segmentation_pairs",
     "unet_model",
@@ -134,12 +135,27 @@ def curate_namespaces() -> dict[str, str]:
     return yaml.safe_load(text)["curate"]["patients"]["namespaces"]
 
 
-def run(indexes, params) -> DataCatalog:
+CURATED_COLUMNS = ["image_id", "sha256", "duplicate_group", "split"]
+
+
+def curated(rows: list[tuple[str, str, str, str]] = ()) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=CURATED_COLUMNS)
+
+
+def duplicate_groups(rows: list[tuple[str, str]] = ()) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=["duplicate_group", "member_image_ids"])
+
+
+def run(indexes, params, curated_index=None, groups=None) -> DataCatalog:
     raw_index, raw_mask_index = indexes
     catalog = DataCatalog(
         {
             "raw_index": MemoryDataset(raw_index),
             "raw_mask_index": MemoryDataset(raw_mask_index),
+            "curated_index": MemoryDataset(curated() if curated_index is None else curated_index),
+            "curation_duplicate_groups": MemoryDataset(
+                duplicate_groups() if groups is None else groups
+            ),
             "params:train_segmentation": MemoryDataset(params),
             "params:curate.patients.namespaces": MemoryDataset(curate_namespaces()),
             **{name: KeptDataset(copy_mode="assign") for name in OUTPUTS},
@@ -308,3 +324,50 @@ def test_one_patient_listed_by_two_mask_sources_is_one_patient_group(indexes, pa
         foreground_threshold=0,
     )
     assert len({entry["patient_group"] for entry in unmapped}) == 2
+
+
+def test_classifier_holdout_images_are_left_out_of_unet_training(indexes, params, caplog):
+    raw_index, _ = indexes
+    sha = dict(zip(raw_index["image_id"], raw_index["sha256"], strict=True))
+    curated_index = curated(
+        [
+            # Same file under another id, in the classifier's test split: left out by sha256.
+            ("other:copy.png", sha["gb:img0.png"], "other:copy.png", "test"),
+            # Canonical copy in validation; shenzhen:img1.png is a near-duplicate member.
+            ("other:canon.png", "f" * 64, "other:canon.png", "validation"),
+            # A training image: its pair stays.
+            ("montgomery:img2.png", sha["montgomery:img2.png"], "montgomery:img2.png", "train"),
+            # A held-out image that matches no pair changes nothing.
+            ("other:unrelated.png", "e" * 64, "other:unrelated.png", "external"),
+        ]
+    )
+    groups = duplicate_groups(
+        [
+            ("other:canon.png", "other:canon.png;shenzhen:img1.png"),
+            ("montgomery:img2.png", "gb:img3.png;montgomery:img2.png"),
+        ]
+    )
+    with caplog.at_level("INFO"):
+        catalog = run(indexes, params, curated_index, groups)
+    pairs = catalog["segmentation_pairs"].load()
+    assert len(catalog["segmentation_pairs_all"].load()) == 8
+    assert sorted(
+        set(catalog["segmentation_pairs_all"].load()["image_id"]) - set(pairs["image_id"])
+    ) == [
+        "gb:img0.png",
+        "shenzhen:img1.png",
+    ]
+    assert "2 of 8 left out" in caplog.text
+    assert (
+        catalog["segmentation_metrics"].load()["n_train"]
+        + len(pairs[pairs["split"] == "validation"])
+        == 6
+    )
+    # The flag turns the exclusion off.
+    kept = nodes.drop_classifier_holdout(
+        catalog["segmentation_pairs_all"].load(),
+        curated_index,
+        groups,
+        {**params, "exclude_classifier_holdout": False},
+    )
+    assert len(kept) == 8

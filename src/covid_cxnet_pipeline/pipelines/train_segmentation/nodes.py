@@ -20,6 +20,7 @@ from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
 from covid_cxnet_pipeline.pipelines.train_segmentation.pairs import (
     PAIR_COLUMNS,
     assign_validation,
+    classifier_holdout,
     pair_plan,
     pair_task,
 )
@@ -104,6 +105,42 @@ def build_segmentation_pairs(
         *size,
     )
     return pd.DataFrame(kept, columns=list(PAIR_COLUMNS))
+
+
+def drop_classifier_holdout(
+    pairs: pd.DataFrame,
+    curated_index: pd.DataFrame,
+    duplicate_groups: pd.DataFrame,
+    params: dict[str, Any],
+) -> pd.DataFrame:
+    """Leave out pairs whose image the classifiers validate or test on.
+
+    The U-Net's masks crop every classifier image; had it trained on a test image's true
+    lung mask, that image's crop would be better than an unseen image's and the test score
+    optimistic. With ``exclude_classifier_holdout: false`` all pairs are kept.
+
+    Args:
+        pairs: Output of :func:`build_segmentation_pairs`.
+        curated_index: Curate's output (its ``split`` column).
+        duplicate_groups: ``curation_duplicate_groups``.
+        params: ``train_segmentation`` parameters (``exclude_classifier_holdout``).
+
+    Returns:
+        The pairs to train and validate the U-Net on.
+    """
+    if not bool(params.get("exclude_classifier_holdout", True)):
+        logger.info("Segmentation pairs: classifier hold-out images kept (flag is false)")
+        return pairs
+    held = classifier_holdout(pairs, curated_index, duplicate_groups)
+    by_source = pairs.loc[held, "source_id"].value_counts().to_dict()
+    logger.info(
+        "Segmentation pairs: %d of %d left out as curated validation/test/external images "
+        "(train_segmentation.exclude_classifier_holdout)%s",
+        int(held.sum()),
+        len(pairs),
+        f", by source {by_source}" if by_source else "",
+    )
+    return pairs[~held].reset_index(drop=True)
 
 
 def split_segmentation_pairs(pairs: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from covid_cxnet_pipeline.pipelines.preprocess.chain import digest, write_png_at
 
 logger = logging.getLogger(__name__)
 
-PAIR_COLUMNS = ("image_id", "source_id", "patient_group", "image_path", "mask_path")
+PAIR_COLUMNS = ("image_id", "source_id", "sha256", "patient_group", "image_path", "mask_path")
 
 # (path, offset_top, offset_left, scale_to_image) as imaging.assemble_lung_mask takes them.
 MaskFileRow = tuple[str, int, int, bool]
@@ -133,6 +133,7 @@ def pair_plan(
             {
                 "image_id": image_id,
                 "source_id": str(image["source_id"]),
+                "sha256": str(image["sha256"]),
                 # Patients namespaced as curate does (shared namespaces for sources that copy
                 # one collection); an image without a patient id is its own group.
                 "patient_group": namespaced_patient_id(
@@ -145,6 +146,45 @@ def pair_plan(
             }
         )
     return plan
+
+
+def classifier_holdout(
+    pairs: pd.DataFrame, curated_index: pd.DataFrame, duplicate_groups: pd.DataFrame
+) -> pd.Series:
+    """Which pairs show an image the classifiers hold out (curated validation, test, external).
+
+    A pair is held out when its image's sha256 or image id is that of a held-out curated image,
+    or when its image is a member of a held-out image's duplicate group (curate keeps one
+    canonical copy per group, so a near-duplicate copy from a mask source is matched through
+    ``curation_duplicate_groups``).
+
+    Args:
+        pairs: Rows with ``image_id`` and ``sha256``.
+        curated_index: Curate's output (``image_id``, ``sha256``, ``duplicate_group``, ``split``).
+        duplicate_groups: ``curation_duplicate_groups`` (``duplicate_group``,
+            ``member_image_ids`` joined with ";").
+
+    Returns:
+        Boolean Series aligned with ``pairs``: True for pairs to leave out of U-Net training.
+    """
+    missing = [
+        column
+        for column in ("image_id", "sha256", "duplicate_group", "split")
+        if column not in curated_index.columns
+    ]
+    if missing:
+        raise ValueError(f"curated_index lacks the columns {missing}; re-run the curate pipeline")
+    held = curated_index[curated_index["split"].astype(str) != "train"]
+    image_ids = set(held["image_id"].astype(str))
+    hashes = set(held["sha256"].astype(str))
+    groups = set(held["duplicate_group"].dropna().astype(str))
+    if len(duplicate_groups) and groups:
+        members = duplicate_groups.loc[
+            duplicate_groups["duplicate_group"].astype(str).isin(groups), "member_image_ids"
+        ]
+        for joined in members.dropna().astype(str):
+            image_ids.update(member for member in joined.split(";") if member)
+    return pairs["image_id"].astype(str).isin(image_ids) | pairs["sha256"].astype(str).isin(hashes)
 
 
 def assign_validation(pairs: pd.DataFrame, validation_fraction: float, seed: int) -> pd.DataFrame:

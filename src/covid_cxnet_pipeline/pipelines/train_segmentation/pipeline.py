@@ -9,7 +9,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Build the U-Net pipeline: pairs, patient split, training, validation scores.
 
     Returns:
-        The pipeline, reading ``raw_index`` and ``raw_mask_index`` and writing ``unet_model``,
+        The pipeline, reading ``raw_index``, ``raw_mask_index``, ``curated_index`` and
+        ``curation_duplicate_groups`` and writing ``unet_model``,
         ``segmentation_metrics`` and the plots.
     """
     return Pipeline(
@@ -22,8 +23,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:train_segmentation",
                     "params:curate.patients.namespaces",
                 ],
-                "segmentation_pairs_unsplit",
+                "segmentation_pairs_all",
                 name="segmentation_build_pairs",
+            ),
+            Node(
+                nodes.drop_classifier_holdout,
+                [
+                    "segmentation_pairs_all",
+                    "curated_index",
+                    "curation_duplicate_groups",
+                    "params:train_segmentation",
+                ],
+                "segmentation_pairs_unsplit",
+                name="segmentation_drop_classifier_holdout",
             ),
             Node(
                 nodes.split_segmentation_pairs,
