@@ -162,6 +162,11 @@ def test_binary_instance_trains_evaluates_and_logs_to_mlflow(
         mlflow.set_tracking_uri(None)
     assert data.params["train_binary.init_used"] == "random"
     assert data.tags["train_binary.init_used"] == "random"
+    # The merged configuration, not only the instance's overrides.
+    assert data.params["train_binary.config.backbone"] == "base_cnn"
+    assert data.params["train_binary.config.augment.rotation_degrees"] == "5"
+    assert data.params["train_binary.config.input_size"] == f"[{SIZE}, {SIZE}]"
+    assert data.tags["train_binary.card.model_weights_sha256"] == card["model_weights_sha256"]
     assert "model_input_index_sha256" in data.params
     assert "train_binary.val_loss" in data.metrics
     assert info.metadata["model_card"]["class_names"] == ["not_covid", "covid"]

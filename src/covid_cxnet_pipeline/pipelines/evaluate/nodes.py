@@ -93,6 +93,40 @@ def _class_names(card: Mapping[str, Any]) -> list[str]:
     return [str(name) for name in card["class_names"]]
 
 
+# Card fields tagged on the run that evaluates a model, as ``<name>.card.<field>``.
+CARD_TAGS = (
+    "model_weights_sha256",
+    "model_input_index_sha256",
+    "task",
+    "backbone",
+    "init_used",
+    "seed",
+    "best_epoch",
+    "monitor",
+)
+
+
+def tag_model_card(model_card: Mapping[str, Any]) -> None:
+    """Tag the active MLflow run with which model it evaluates (weights digest, card fields).
+
+    A stand-alone ``evaluate`` run then names the exact weights it scored. No-op without an
+    active run.
+
+    Args:
+        model_card: the (checked) card of the evaluated model.
+    """
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    name = model_card.get("name", "model")
+    tags = {f"{name}.card.{field}": str(model_card.get(field)) for field in CARD_TAGS}
+    tags[f"{name}.card.unet_weights_sha256"] = str(
+        (model_card.get("preprocessing") or {}).get("unet_weights_sha256")
+    )
+    mlflow.set_tags(tags)
+
+
 def predict_splits(
     model: Any,
     model_input_index: pd.DataFrame,
@@ -119,6 +153,7 @@ def predict_splits(
     from covid_cxnet_pipeline.training.trainer import predict_split
 
     check_model_matches_card(model, model_card, model_input_index)
+    tag_model_card(model_card)
     names = _class_names(model_card)
     rows = task_rows(model_input_index, model_card["task"], model_card["classes"])
     frames = []

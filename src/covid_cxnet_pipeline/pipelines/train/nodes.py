@@ -400,12 +400,35 @@ def build_model_card(
     return card, unet_model
 
 
+def flat_params(config: Mapping[str, Any], prefix: str) -> dict[str, str]:
+    """A nested configuration as flat MLflow parameters ``<prefix>.<key>.<subkey>``.
+
+    Args:
+        config: e.g. the output of ``resolve_training_config``.
+        prefix: e.g. ``train_binary.config``.
+
+    Returns:
+        ``{dotted key: value as text}``; lists stay one value (``[128, 128]``), an empty
+        mapping is ``{}``.
+    """
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_params(value, name))
+        else:
+            flat[name] = str(list_or_value(value))[:6000]
+    return flat
+
+
 def log_training_run(
     model: Any,
     model_card: Mapping[str, Any],
     unet_model: Any,
     training_info: Mapping[str, Any],
     model_input_index: pd.DataFrame,
+    *,
+    config: Mapping[str, Any] | None = None,
 ) -> str:
     """Log the input digest, the initialisation used, the U-Net and the classifier to MLflow.
 
@@ -419,6 +442,8 @@ def log_training_run(
         unet_model: the U-Net the preprocessing used.
         training_info: output of ``train_classifier``.
         model_input_index: the training index (its digest is logged).
+        config: output of ``resolve_training_config``: the merged configuration the model was
+            really trained with, logged as ``<instance>.config.*`` parameters.
 
     Returns:
         The MLflow model URI, or ``""`` when no MLflow run is active (e.g. in unit tests).
@@ -436,6 +461,8 @@ def log_training_run(
     mlflow_logging.log_dataset_digest(model_input_index, "model_input_index")
     for key in ("init_requested", "init_used", "best_epoch", "epochs_run", "train_seconds"):
         mlflow.log_param(f"{name}.{key}", training_info[key])
+    if config is not None:
+        mlflow.log_params(flat_params(config, f"{name}.config"))
     mlflow.set_tag(f"{name}.init_used", training_info["init_used"])
     mlflow.set_tag(f"{name}.init_reason", str(training_info["init_reason"])[:5000])
     card = dict(model_card)

@@ -64,7 +64,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.log_training_run,
-                ["model", "model_card", "unet", "training_info", "model_input_index"],
+                {
+                    "model": "model",
+                    "model_card": "model_card",
+                    "unet_model": "unet",
+                    "training_info": "training_info",
+                    "model_input_index": "model_input_index",
+                    "config": "config",
+                },
                 "mlflow_model_uri",
                 name="log_training_run",
             ),
