@@ -348,3 +348,12 @@ def test_each_change_recomputes_exactly_the_stages_it_affects(
     metrics = {name: entry["value"] for name, entry in again["preprocess_metrics"].load().items()}
     assert (metrics["masks_predicted"], metrics["rois_computed"]) == (0, 0)
     assert metrics["model_inputs_written"] == 0
+
+
+def test_weights_digest_lives_in_models_and_is_re_exported():
+    from covid_cxnet_pipeline.models import digest
+
+    assert nodes.weights_digest is digest.weights_digest
+    first, second = brightness_unet(), brightness_unet()
+    assert digest.weights_digest(first) == digest.weights_digest(second)
+    assert digest.weights_digest(_other_unet()) != digest.weights_digest(first)

@@ -8,7 +8,6 @@ when present: a re-run with unchanged inputs decodes, predicts and writes nothin
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from covid_cxnet_pipeline.imaging import build_reference_histogram
+
+# Re-exported: train, evaluate and predict import weights_digest from here.
+from covid_cxnet_pipeline.models.digest import weights_digest
 from covid_cxnet_pipeline.pipelines.preprocess import chain
 from covid_cxnet_pipeline.schema import MODEL_INPUT_COLUMNS
 
@@ -27,26 +29,6 @@ logger = logging.getLogger(__name__)
 _CURATED_COLUMNS = ("image_id", "source_id", "sha256", "path", "label", "split", "patient_group")
 # Extra columns after schema.MODEL_INPUT_COLUMNS in model_input_index.
 MODEL_INPUT_EXTRA_COLUMNS = ("source_id", "patient_group", "sha256", "fallback_reason")
-
-
-def weights_digest(model: Any) -> str:
-    """sha256 of a Keras model's weights (values, shapes, order): the U-Net's identity.
-
-    Two saves of the same weights give the same digest, and any retraining changes it, so
-    masks predicted by an older U-Net are never reused.
-
-    Args:
-        model: A Keras model.
-
-    Returns:
-        Hex digest.
-    """
-    hasher = hashlib.sha256()
-    for weight in model.get_weights():
-        array = np.ascontiguousarray(weight)
-        hasher.update(str((array.dtype.str, array.shape)).encode())
-        hasher.update(array.tobytes())
-    return hasher.hexdigest()
 
 
 def _unet_size(model: Any) -> tuple[int, int]:

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from covid_cxnet_pipeline.models.digest import weights_digest
 from covid_cxnet_pipeline.pipelines.preprocess.chain import chunked, size_pair, worker_pool
-from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
 from covid_cxnet_pipeline.pipelines.train_segmentation.pairs import (
     PAIR_COLUMNS,
     assign_validation,
