@@ -357,3 +357,15 @@ def test_weights_digest_lives_in_models_and_is_re_exported():
     first, second = brightness_unet(), brightness_unet()
     assert digest.weights_digest(first) == digest.weights_digest(second)
     assert digest.weights_digest(_other_unet()) != digest.weights_digest(first)
+
+
+def test_a_new_chain_version_recomputes_every_stage(curated_index, params, monkeypatch):
+    run(curated_index, params, brightness_unet())
+    monkeypatch.setattr(chain, "CHAIN_VERSION", chain.CHAIN_VERSION + 1)
+    catalog = run(curated_index, params, brightness_unet())
+    metrics = {name: entry["value"] for name, entry in catalog["preprocess_metrics"].load().items()}
+    assert (
+        metrics["masks_predicted"],
+        metrics["rois_computed"],
+        metrics["model_inputs_written"],
+    ) == (6, 6, 6)

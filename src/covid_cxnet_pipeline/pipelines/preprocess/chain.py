@@ -3,9 +3,9 @@
 Nothing here imports TensorFlow: worker processes import this module, and the U-Net predicts in
 the Kedro process. Every derived file is named by a hash of what produced it (the source
 image's sha256, the parameters of each step, the U-Net's weight digest, the reference
-histogram's digest), written atomically, and skipped when it already exists, so a re-run
-recomputes nothing. The ``predict`` pipeline can call :func:`model_ready_image` to prepare a new
-image exactly as the training images were.
+histogram's digest) and ``CHAIN_VERSION``, written atomically, and skipped when it already
+exists, so a re-run recomputes nothing. The ``predict`` pipeline can call
+:func:`model_ready_image` to prepare a new image exactly as the training images were.
 """
 
 from __future__ import annotations
@@ -38,17 +38,27 @@ logger = logging.getLogger(__name__)
 
 KEY_LENGTH = 32  # hex characters of sha256 kept in file names (128 bits)
 
+# Version of the image maths behind every derived file (decoding, resizing, mask assembly and
+# post-processing, ROI crop, histogram matching, CLAHE / BEASF / HE channels). It enters every
+# key that :func:`digest` makes, so the parameters alone do not decide reuse: bump it in the same
+# commit as any change to those functions that alters their output pixels, and every mask, ROI,
+# segmentation pair and model input is recomputed on the next run instead of silently reused.
+# History: 1 = first release.
+CHAIN_VERSION = 1
+
 
 def digest(payload: Any) -> str:
-    """A stable hex key for a JSON-serialisable payload (dict keys sorted).
+    """A stable hex key for a JSON-serialisable payload (dict keys sorted) and ``CHAIN_VERSION``.
 
     Args:
         payload: Parameters and upstream keys, e.g. ``{"image": sha256, "roi": {...}}``.
 
     Returns:
-        The first ``KEY_LENGTH`` hex characters of the sha256 of its canonical JSON.
+        The first ``KEY_LENGTH`` hex characters of the sha256 of the canonical JSON of
+        ``{"chain_version": CHAIN_VERSION, "payload": payload}``.
     """
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    versioned = {"chain_version": CHAIN_VERSION, "payload": payload}
+    text = json.dumps(versioned, sort_keys=True, separators=(",", ":"), default=_jsonable)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:KEY_LENGTH]
 
 
