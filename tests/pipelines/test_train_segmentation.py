@@ -130,6 +130,11 @@ def params(tmp_path) -> dict:
     return settings
 
 
+def preprocess_decode() -> dict:
+    text = (PROJECT_ROOT / "conf/base/parameters_preprocess.yml").read_text()
+    return yaml.safe_load(text)["preprocess"]["decode"]
+
+
 def curate_namespaces() -> dict[str, str]:
     text = (PROJECT_ROOT / "conf/base/parameters_curate.yml").read_text()
     return yaml.safe_load(text)["curate"]["patients"]["namespaces"]
@@ -158,6 +163,7 @@ def run(indexes, params, curated_index=None, groups=None) -> DataCatalog:
             ),
             "params:train_segmentation": MemoryDataset(params),
             "params:curate.patients.namespaces": MemoryDataset(curate_namespaces()),
+            "params:preprocess.decode": MemoryDataset(preprocess_decode()),
             **{name: KeptDataset(copy_mode="assign") for name in OUTPUTS},
         }
     )
@@ -194,7 +200,7 @@ def test_pipeline_trains_a_unet_and_scores_it_on_validation(indexes, params):
 
 def test_pairs_assemble_every_mask_layout_at_the_unet_size(indexes, params):
     raw_index, raw_mask_index = indexes
-    pairs = nodes.build_segmentation_pairs(raw_index, raw_mask_index, params)
+    pairs = nodes.build_segmentation_pairs(raw_index, raw_mask_index, params, preprocess_decode())
     assert len(pairs) == 8
     for row in pairs.itertuples():
         image = read_png(row.image_path)
@@ -206,7 +212,7 @@ def test_pairs_assemble_every_mask_layout_at_the_unet_size(indexes, params):
 
 def test_pairs_are_written_once(indexes, params, tmp_path, monkeypatch):
     raw_index, raw_mask_index = indexes
-    nodes.build_segmentation_pairs(raw_index, raw_mask_index, params)
+    nodes.build_segmentation_pairs(raw_index, raw_mask_index, params, preprocess_decode())
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "pairs").rglob("*.png")}
     assert len(before) == 16
 
@@ -214,7 +220,7 @@ def test_pairs_are_written_once(indexes, params, tmp_path, monkeypatch):
         raise AssertionError("a finished pair was recomputed")
 
     monkeypatch.setattr(nodes, "pair_task", forbidden)
-    again = nodes.build_segmentation_pairs(raw_index, raw_mask_index, params)
+    again = nodes.build_segmentation_pairs(raw_index, raw_mask_index, params, preprocess_decode())
     assert len(again) == 8
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "pairs").rglob("*.png")} == before
 
@@ -226,7 +232,7 @@ def test_unusable_pairs_are_left_out_with_a_warning(indexes, params, tmp_path, c
     broken = raw_mask_index.copy()
     target = broken.index[broken["image_id"] == "shenzhen:img1.png"][0]
     broken.loc[target, ["path", "sha256"]] = [str(corrupt), "0" * 64]
-    pairs = nodes.build_segmentation_pairs(raw_index, broken, params)
+    pairs = nodes.build_segmentation_pairs(raw_index, broken, params, preprocess_decode())
     assert "shenzhen:img1.png" not in set(pairs["image_id"])
     assert len(pairs) == 7
     assert "corrupt.png" in caplog.text
@@ -235,7 +241,9 @@ def test_unusable_pairs_are_left_out_with_a_warning(indexes, params, tmp_path, c
 def test_no_masks_and_a_single_patient_fail_clearly(indexes, params):
     raw_index, raw_mask_index = indexes
     with pytest.raises(ValueError, match="enable a source with lung masks"):
-        nodes.build_segmentation_pairs(raw_index, raw_mask_index.iloc[:0], params)
+        nodes.build_segmentation_pairs(
+            raw_index, raw_mask_index.iloc[:0], params, preprocess_decode()
+        )
     one_patient = pd.DataFrame({"patient_group": ["a:1", "a:1"]})
     with pytest.raises(ValueError, match="at least 2"):
         assign_validation(one_patient, 0.2, seed=1)
@@ -286,10 +294,12 @@ def test_model_round_trips_through_the_catalog_dataset(tmp_path):
 
 def test_worker_processes_write_the_same_pairs(indexes, params, tmp_path):
     raw_index, raw_mask_index = indexes
-    serial = nodes.build_segmentation_pairs(raw_index, raw_mask_index, params)
+    serial = nodes.build_segmentation_pairs(raw_index, raw_mask_index, params, preprocess_decode())
     parallel_params = copy.deepcopy(params)
     parallel_params["pairs"].update(cache_dir=str(tmp_path / "pairs_parallel"), workers=2)
-    parallel = nodes.build_segmentation_pairs(raw_index, raw_mask_index, parallel_params)
+    parallel = nodes.build_segmentation_pairs(
+        raw_index, raw_mask_index, parallel_params, preprocess_decode()
+    )
     assert serial["image_id"].tolist() == parallel["image_id"].tolist()
     for column in ("image_path", "mask_path"):
         for first, second in zip(serial[column], parallel[column], strict=True):
@@ -371,3 +381,16 @@ def test_classifier_holdout_images_are_left_out_of_unet_training(indexes, params
         {**params, "exclude_classifier_holdout": False},
     )
     assert len(kept) == 8
+
+
+def test_decode_options_have_one_source_of_truth(indexes, params):
+    """The U-Net pairs are decoded with preprocess.decode, not a copy that could drift."""
+    assert "decode" not in params["pairs"]
+    assert "params:preprocess.decode" in create_pipeline().inputs()
+    raw_index, raw_mask_index = indexes
+    default = nodes.build_segmentation_pairs(raw_index, raw_mask_index, params, preprocess_decode())
+    other = nodes.build_segmentation_pairs(
+        raw_index, raw_mask_index, params, {**preprocess_decode(), "alpha": "white"}
+    )
+    # Other decode options are other pixels: their pairs go to another cache folder.
+    assert set(default["image_path"]).isdisjoint(other["image_path"])

@@ -34,6 +34,7 @@ def build_segmentation_pairs(
     raw_index: pd.DataFrame,
     raw_mask_index: pd.DataFrame,
     params: dict[str, Any],
+    decode_options: dict[str, Any],
     namespaces: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Write every image that has lung masks, and its assembled mask, at the U-Net size.
@@ -45,6 +46,8 @@ def build_segmentation_pairs(
         raw_index: Ingest's image index.
         raw_mask_index: Ingest's mask index.
         params: ``train_segmentation`` parameters (``unet.input_size``, ``pairs``).
+        decode_options: ``preprocess.decode``: the U-Net learns from images decoded exactly as
+            the preprocess pipeline decodes the images it segments (one setting for both).
         namespaces: ``curate.patients.namespaces``, so patient groups match curate's (one
             patient listed by two mask sources is one group).
 
@@ -59,7 +62,7 @@ def build_segmentation_pairs(
         raw_mask_index,
         cache_dir=settings["cache_dir"],
         size=size,
-        decode_options=settings["decode"],
+        decode_options=decode_options,
         foreground_threshold=int(settings["foreground_threshold"]),
         namespaces=namespaces,
     )
@@ -75,7 +78,7 @@ def build_segmentation_pairs(
             entry["image_path"],
             entry["mask_path"],
             size,
-            settings["decode"],
+            decode_options,
             int(settings["foreground_threshold"]),
         )
         for entry in plan

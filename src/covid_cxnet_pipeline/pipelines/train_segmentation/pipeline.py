@@ -21,6 +21,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "raw_index",
                     "raw_mask_index",
                     "params:train_segmentation",
+                    "params:preprocess.decode",
                     "params:curate.patients.namespaces",
                 ],
                 "segmentation_pairs_all",
