@@ -46,7 +46,8 @@ def cli() -> None:
     "--threshold",
     type=float,
     default=None,
-    help="Binary models: positive when p >= threshold (default 0.5).",
+    help="Binary models: positive when p >= threshold (default: the operating threshold chosen "
+    "on validation and saved with the model; 0.5 when there is none).",
 )
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--overlay-alpha", type=float, default=0.4, show_default=True)

@@ -246,6 +246,16 @@ def test_evaluation_metrics_known_answers():
     assert "test.at_operating_threshold.sensitivity" in logged
 
 
+def test_operating_threshold_is_the_one_chosen_on_validation():
+    metrics, _, operating, _ = nodes.evaluation_metrics(hand_predictions(), CARD, PARAMS)
+    record = nodes.operating_threshold(operating, {**CARD, "model_weights_sha256": "d"}, PARAMS)
+    chosen = operating.set_index("split").loc["validation"]
+    assert record["threshold"] == pytest.approx(float(chosen["threshold"]))
+    assert (record["chosen_on"], record["model_weights_sha256"]) == ("validation", "d")
+    empty = operating.iloc[0:0]
+    assert nodes.operating_threshold(empty, CARD, PARAMS)["threshold"] is None
+
+
 def test_multiclass_has_no_operating_point():
     card = {**CARD, "task": "multiclass", "classes": ["normal", "cap", "covid"]}
     card["class_names"] = card["classes"]

@@ -156,6 +156,32 @@ def test_predict_folder_writes_csv_overlays_and_error_rows(bundle_dir, input_dir
     assert not (tmp_path / "out" / "overlays" / "broken.png.png").exists()
 
 
+def test_binary_decision_defaults_to_the_saved_operating_threshold(input_dir, tmp_path):
+    unet = tiny_unet()
+    card = {**make_card(unet), "model_weights_sha256": "a" * 64}
+    model_file = save_bundle(tmp_path / "m", tiny_classifier(), unet, card)
+    folder = tmp_path / "m" / "operating_threshold.json" / VERSION
+    folder.mkdir(parents=True)
+    record = {"threshold": 1e-9, "rule": "youden", "model_weights_sha256": "a" * 64}
+    (folder / "operating_threshold.json").write_text(json.dumps(record))
+    bundle = inference.load_bundle(str(model_file))
+    assert bundle.operating_threshold == pytest.approx(1e-9)
+    table = inference.predict_directory(bundle, input_dir, tmp_path / "out")
+    good = table.loc[table["error"] == ""]
+    # Every p(covid) > 1e-9: all positive at the saved threshold, unlike at 0.5.
+    assert (good["prediction"] == "covid").all()
+    assert (good["prob_covid"] < 0.5).any()
+    override = inference.predict_directory(bundle, input_dir, tmp_path / "o", threshold=0.5)
+    good = override.loc[override["error"] == ""]
+    assert list(good["prediction"]) == list(
+        np.where(good["prob_covid"] >= 0.5, "covid", "not_covid")
+    )
+    record["model_weights_sha256"] = "b" * 64
+    (folder / "operating_threshold.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="b" * 64):
+        inference.load_bundle(str(model_file))
+
+
 def test_prediction_replays_the_preprocess_chain(bundle_dir, input_dir):
     from covid_cxnet_pipeline.imaging import load_grayscale, resize
     from covid_cxnet_pipeline.pipelines.preprocess.chain import model_ready_image

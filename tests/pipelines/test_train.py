@@ -389,5 +389,9 @@ def test_kedro_session_runs_train_binary_and_predicts_with_its_model(tmp_path, m
     images = project / "predict_in"
     images.mkdir()
     Image.fromarray(np.full((40, 40), 128, np.uint8)).save(images / "a.png")
-    table = predict_directory(load_bundle(str(root / "model.keras")), images, project / "out")
+    bundle = load_bundle(str(root / "model.keras"))
+    # The training run's evaluation saved its validation threshold beside the model.
+    saved = json.loads(next((root / "operating_threshold.json").glob("*/*.json")).read_text())
+    assert bundle.operating_threshold == pytest.approx(saved["threshold"])
+    table = predict_directory(bundle, images, project / "out")
     assert table["error"].eq("").all()

@@ -289,6 +289,49 @@ def evaluation_metrics(
     return metrics, confusion, operating, _metrics_for_mlflow(metrics, operating)
 
 
+def operating_threshold(
+    operating_point: pd.DataFrame, model_card: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The binary decision threshold chosen on validation, to be saved beside the model.
+
+    ``predict`` uses it as the default decision of a binary model (``--threshold`` overrides),
+    so predictions.csv decides like the reported operating point, not at a fixed 0.5.
+
+    Args:
+        operating_point: output of ``evaluation_metrics`` (empty for multiclass).
+        model_card: the model's card (its weights digest ties the threshold to the model).
+        params: ``evaluate`` parameters (``threshold.rule``).
+
+    Returns:
+        ``{"threshold", "rule", "chosen_on", "sensitivity", "specificity",
+        "model_weights_sha256"}``; ``threshold`` is None for multiclass (argmax) or when no
+        validation split was there to choose on. Also logged to MLflow as
+        ``<name>/operating_threshold.json`` when a run is active.
+    """
+    import mlflow
+
+    record: dict[str, Any] = {
+        "threshold": None,
+        "rule": params["threshold"]["rule"],
+        "chosen_on": None,
+        "sensitivity": None,
+        "specificity": None,
+        "model_weights_sha256": model_card.get("model_weights_sha256"),
+    }
+    chosen = operating_point.loc[operating_point["split"] == "validation"]
+    if not chosen.empty:
+        row = chosen.iloc[0]
+        record.update(
+            threshold=float(row["threshold"]),
+            chosen_on="validation",
+            sensitivity=float(row["sensitivity"]),
+            specificity=float(row["specificity"]),
+        )
+    if mlflow.active_run() is not None:
+        mlflow.log_dict(record, f"{model_card.get('name', 'model')}/operating_threshold.json")
+    return record
+
+
 def evaluation_plots(
     predictions: pd.DataFrame,
     training_history: Mapping[str, Sequence[float]],

@@ -40,6 +40,12 @@ def create_evaluation_template() -> Pipeline:
                 name="evaluation_metrics",
             ),
             Node(
+                nodes.operating_threshold,
+                ["operating_point", "model_card", "params:evaluate"],
+                "operating_threshold",
+                name="operating_threshold",
+            ),
+            Node(
                 nodes.evaluation_plots,
                 ["predictions", "training_history", "model_card", "params:evaluate"],
                 ["confusion_plot", "roc_plot", "calibration_plot", "learning_curves_plot"],

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 CARD_FILE = "model_card.json"
 UNET_FILE = "unet.keras"
+OPERATING_THRESHOLD_FILE = "operating_threshold.json"
 OVERLAY_FOLDER = "overlays"
 PREDICTIONS_FILE = "predictions.csv"
 _URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/", "s3://", "gs://", "file://")
@@ -44,12 +45,15 @@ class ClassifierBundle:
         card: its model card.
         unet: the lung-segmentation U-Net, or None when the preprocessing does not crop.
         source: where the model came from (path or URI), for messages.
+        operating_threshold: binary models: the threshold chosen on validation by the
+            training run's evaluation (``operating_threshold.json``), or None when not found.
     """
 
     model: Any
     card: dict[str, Any]
     unet: Any
     source: str
+    operating_threshold: float | None = None
 
 
 def is_model_uri(reference: str) -> bool:
@@ -220,8 +224,49 @@ def load_bundle(model: str, unet: str | None = None) -> ClassifierBundle:
             )
         segmenter = _load_unet(unet_source)
         _check_unet_digest(segmenter, card, unet_source)
+    if is_model_uri(model):
+        operating = _mlflow_operating_threshold(model, card)
+    else:
+        operating = _file_operating_threshold(model_file)
+    threshold = _checked_threshold(operating, card, model)
     logger.info("Loaded %s (%s, classes %s)", model, card["task"], card["class_names"])
-    return ClassifierBundle(classifier, card, segmenter, str(model))
+    return ClassifierBundle(classifier, card, segmenter, str(model), threshold)
+
+
+def _file_operating_threshold(model_file: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(beside_model(model_file, OPERATING_THRESHOLD_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _mlflow_operating_threshold(model: str, card: Mapping[str, Any]) -> dict[str, Any] | None:
+    import mlflow
+
+    run_id = mlflow.models.get_model_info(model).run_id
+    if not run_id:
+        return None
+    try:
+        return mlflow.artifacts.load_dict(
+            f"runs:/{run_id}/{card.get('name', 'model')}/{OPERATING_THRESHOLD_FILE}"
+        )
+    except Exception as error:  # noqa: BLE001 - MLflow raises several types for a missing file
+        logger.info("No operating threshold logged with %s: %s", model, error)
+        return None
+
+
+def _checked_threshold(
+    operating: Mapping[str, Any] | None, card: Mapping[str, Any], source: str
+) -> float | None:
+    if not operating or operating.get("threshold") is None or len(card["class_names"]) != 2:
+        return None
+    recorded, expected = operating.get("model_weights_sha256"), card.get("model_weights_sha256")
+    if recorded and expected and recorded != expected:
+        raise ValueError(
+            f"{OPERATING_THRESHOLD_FILE} of {source} was chosen for weights {recorded}, but the "
+            f"model card describes weights {expected}: re-run evaluation, or pass --threshold"
+        )
+    return float(operating["threshold"])
 
 
 def _load_unet(source: str) -> Any:
@@ -335,6 +380,30 @@ def overlay_path(output_dir: Path, input_dir: Path, path: Path) -> Path:
     return output_dir / OVERLAY_FOLDER / relative.parent / f"{relative.name}.png"
 
 
+def decision_threshold(bundle: ClassifierBundle, threshold: float | None) -> float | None:
+    """The binary decision threshold predict uses: ``threshold``, else the model's operating one.
+
+    Args:
+        bundle: from ``load_bundle``.
+        threshold: an explicit threshold (``--threshold`` / ``predict.threshold``) or None.
+
+    Returns:
+        ``threshold`` when given; else the operating threshold chosen on validation and saved
+        with the model; else 0.5. None for multiclass models (argmax).
+    """
+    if len(bundle.card["class_names"]) != 2:
+        return None
+    if threshold is not None:
+        return float(threshold)
+    if bundle.operating_threshold is not None:
+        return float(bundle.operating_threshold)
+    logger.warning(
+        "%s has no operating threshold saved with it: deciding at 0.5 (pass --threshold)",
+        bundle.source,
+    )
+    return 0.5
+
+
 def _decisions(prob: np.ndarray, threshold: float | None) -> np.ndarray:
     """Predicted class indices: binary at ``threshold`` (0.5 when None), else the argmax."""
     if prob.shape[1] == 2:
@@ -375,7 +444,8 @@ def predict_directory(
         bundle: from ``load_bundle``.
         input_dir: folder of images and DICOM files (searched recursively).
         output_dir: where ``predictions.csv`` and ``overlays/`` are written.
-        threshold: binary only: positive when p(positive) >= threshold; None = 0.5.
+        threshold: binary only: positive when p(positive) >= threshold; None = the operating
+            threshold chosen on validation and saved with the model (0.5 when there is none).
         batch_size: images per model call.
         overlay_alpha: heatmap opacity in the overlays.
 
@@ -384,6 +454,9 @@ def predict_directory(
         ``error`` (empty when the file was predicted).
     """
     source, target = Path(input_dir), Path(output_dir)
+    threshold = decision_threshold(bundle, threshold)
+    if threshold is not None:
+        logger.info("Binary decision: %s when p >= %.4f", bundle.card["class_names"][1], threshold)
     files = [path for path in list_input_files(source) if target not in path.parents]
     names = [str(name) for name in bundle.card["class_names"]]
     columns = ["path", *probability_columns(names), "prediction", "error"]
