@@ -33,6 +33,7 @@ OUTPUTS = (
     "preprocess_metrics",
     "preprocess_roi_fallbacks",
     "preprocess_contact_sheet",
+    "preprocess_lineage",
 )
 
 
@@ -369,3 +370,34 @@ def test_a_new_chain_version_recomputes_every_stage(curated_index, params, monke
         metrics["rois_computed"],
         metrics["model_inputs_written"],
     ) == (6, 6, 6)
+
+
+def test_lineage_names_the_unet_reference_and_index_in_mlflow(
+    curated_index, params, tmp_path, monkeypatch
+):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from covid_cxnet_pipeline.digests import table_digest
+
+    catalog = run(curated_index, params, brightness_unet())
+    index = catalog["model_input_index"].load()
+    reference = catalog["histogram_reference"].load()
+    lineage = catalog["preprocess_lineage"].load()
+    assert lineage["unet_sha256"] == nodes.weights_digest(brightness_unet())
+    assert lineage["histogram_reference_digest"] == reference["digest"]
+    assert lineage["model_input_index_sha256"] == table_digest(index)
+    assert lineage["model_input_index_rows"] == 6
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.set_experiment("preprocess_test")
+        with mlflow.start_run() as active:
+            nodes.record_lineage(index, reference)
+        logged = MlflowClient().get_run(active.info.run_id).data
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert logged.tags["model_input_index_sha256"] == table_digest(index)
+    assert logged.params["preprocess.unet_sha256"] == lineage["unet_sha256"]
+    assert logged.params["preprocess.histogram_reference_digest"] == reference["digest"]
+    assert logged.tags["model_input_index_rows"] == "6"

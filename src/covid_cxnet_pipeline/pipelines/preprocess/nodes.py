@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from covid_cxnet_pipeline.digests import table_digest
 from covid_cxnet_pipeline.imaging import build_reference_histogram
 
 # Re-exported: train, evaluate and predict import weights_digest from here.
@@ -306,6 +307,45 @@ def preprocess_metrics(
     for split, count in roi_table["split"].value_counts().items():
         metrics[f"images.{split}"] = float(count)
     return {name: {"value": value, "step": 0} for name, value in metrics.items()}
+
+
+def record_lineage(
+    model_input_index: pd.DataFrame, histogram_reference: dict[str, Any]
+) -> dict[str, str | int]:
+    """Which U-Net, reference histogram and index this run produced, as MLflow params and tags.
+
+    The index digest is :func:`covid_cxnet_pipeline.digests.table_digest` of the table as
+    saved, the same digest a training run computes from what it reads, so an MLflow search
+    (``tags.model_input_index_sha256 = '...'``) finds the preprocess run behind a model. Nothing
+    is logged without an active run (a unit test or a notebook).
+
+    Args:
+        model_input_index: The index as saved (read back from the catalog).
+        histogram_reference: Output of :func:`build_histogram_reference`.
+
+    Returns:
+        ``{unet_sha256, histogram_reference_digest, histogram_reference_images,
+        model_input_index_sha256, model_input_index_rows, chain_version}``.
+    """
+    import mlflow
+
+    lineage: dict[str, str | int] = {
+        "unet_sha256": str(histogram_reference["unet_sha256"]),
+        "histogram_reference_digest": str(histogram_reference["digest"]),
+        "histogram_reference_images": int(histogram_reference["n_images"]),
+        "model_input_index_sha256": table_digest(model_input_index),
+        "model_input_index_rows": len(model_input_index),
+        "chain_version": int(chain.CHAIN_VERSION),
+    }
+    if mlflow.active_run() is None:
+        logger.warning("No active MLflow run: preprocess lineage %s not logged", lineage)
+        return lineage
+    values = {name: str(value) for name, value in lineage.items()}
+    # Params for run comparison, tags for search.
+    mlflow.log_params({f"preprocess.{name}": value for name, value in values.items()})
+    mlflow.set_tags(values)
+    logger.info("Logged preprocess lineage to MLflow: %s", values)
+    return lineage
 
 
 def roi_fallback_report(roi_table: pd.DataFrame) -> pd.DataFrame:

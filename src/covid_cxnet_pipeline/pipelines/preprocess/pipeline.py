@@ -45,6 +45,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="preprocess_metrics",
             ),
             Node(
+                nodes.record_lineage,
+                ["model_input_index", "histogram_reference"],
+                "preprocess_lineage",
+                name="preprocess_record_lineage",
+            ),
+            Node(
                 nodes.roi_fallback_report,
                 "preprocess_lung_roi",
                 "preprocess_roi_fallbacks",
