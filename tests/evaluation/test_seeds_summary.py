@@ -26,7 +26,9 @@ def test_mean_std_and_t_interval_by_hand():
     assert row["std"] == pytest.approx(0.1)
     half = T_975_2DF * 0.1 / math.sqrt(3)
     assert row["half_width"] == pytest.approx(half)
-    assert (row["ci_lower"], row["ci_upper"]) == pytest.approx((0.9 - half, 0.9 + half))
+    # 0.9 + half = 1.148 is clipped to accuracy's bound.
+    assert (row["ci_lower"], row["ci_upper"]) == pytest.approx((0.9 - half, 1.0))
+    assert summary.loc["macro_f1", "ci_upper"] == pytest.approx(0.6 + half)
     assert summary.loc["macro_f1", "mean"] == pytest.approx(0.6)
     assert list(summary.reset_index().columns) == list(SUMMARY_COLUMNS)
 
@@ -61,3 +63,14 @@ def test_identical_runs_have_zero_width():
 def test_empty_input_is_rejected():
     with pytest.raises(ValueError, match="no runs"):
         summarise_seeds([])
+
+
+def test_bounded_metric_intervals_are_clipped_to_unit_range():
+    runs = [{"accuracy": 0.95, "loss": 0.05}, {"accuracy": 1.0, "loss": 0.0}]
+    summary = summarise_seeds(runs).set_index("metric")
+    # t_{0.975, 1} * std / sqrt(2) = 12.706 * 0.0354 / 1.414 = 0.318: unclipped [0.657, 1.293].
+    half = 12.706204736174698 * math.sqrt(0.00125) / math.sqrt(2)
+    assert summary.loc["accuracy", "half_width"] == pytest.approx(half)
+    assert summary.loc["accuracy", "ci_upper"] == 1.0
+    assert summary.loc["accuracy", "ci_lower"] == pytest.approx(0.975 - half)
+    assert summary.loc["loss", "ci_lower"] == pytest.approx(0.025 - half)

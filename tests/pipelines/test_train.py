@@ -115,6 +115,7 @@ def run_instance(
             f"{namespace}.unet": KeptDataset(copy_mode="assign"),
             f"{namespace}.model_card": KeptDataset(),
             f"{namespace}.training_history": KeptDataset(),
+            f"{namespace}.seeds_summary": KeptDataset(),
         }
     )
     if saved is not None:
@@ -148,9 +149,11 @@ def test_binary_instance_trains_evaluates_and_logs_to_mlflow(
     assert set(history) >= {"loss", "val_loss", "auc", "val_auc"}
     report = outputs["train_binary.evaluation_report"].load()
     assert "## Confidence intervals" in report
-    summary = outputs["train_binary.seeds_summary"].load()
+    summary = catalog["train_binary.seeds_summary"].load()
     assert summary.set_index("metric").loc["accuracy", "n"] == 2
     assert summary["seeds"].iloc[0] == "7,8"
+    assert "## Repeated training over seeds" in report
+    assert "over 2 seed(s) (7,8)" in report
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
@@ -181,7 +184,7 @@ def test_multiclass_instance_trains_without_mlflow(model_input_index, unet):
     model = catalog["train_multiclass.model"].load()
     assert model.output_shape == (None, 3)
     assert outputs["train_multiclass.mlflow_model_uri"].load() == ""
-    assert outputs["train_multiclass.seeds_summary"].load()["n"].max() == 1
+    assert catalog["train_multiclass.seeds_summary"].load()["n"].max() == 1
 
 
 def test_same_seed_gives_same_model(model_input_index):

@@ -564,3 +564,41 @@ def summarise_over_seeds(
                 logged[f"seeds.{row.metric}.{field}"] = {"value": value, "step": 0}
     logger.info("%s: summarised %d seeds", config["name"], len(runs))
     return summary, logged
+
+
+def report_with_seeds(
+    evaluation_report: str,
+    seeds_summary: pd.DataFrame,
+    config: Mapping[str, Any],
+    evaluate_params: Mapping[str, Any],
+) -> str:
+    """The evaluation report with a section on the repeats over seeds (the paper's Table 5).
+
+    Args:
+        evaluation_report: the evaluation stage's Markdown report.
+        seeds_summary: output of ``summarise_over_seeds``.
+        config: output of ``resolve_training_config`` (``name``, ``seeds_confidence``).
+        evaluate_params: ``params:evaluate`` (``report.float_digits``).
+
+    Returns:
+        The report with a ``## Repeated training over seeds`` section appended.
+    """
+    from covid_cxnet_pipeline.evaluation.report import markdown_table
+
+    seeds = str(seeds_summary["seeds"].iloc[0]) if len(seeds_summary) else str(config["seed"])
+    level = float(config.get("seeds_confidence", 0.95))
+    section = [
+        "## Repeated training over seeds",
+        "",
+        f"Test metrics at the default decision over {len(seeds.split(','))} seed(s) ({seeds}), "
+        "each run selecting its epoch on validation: mean, sample std and Student-t "
+        f"{level:.0%} CI (mean +/- t * std / sqrt(n)). Intervals of metrics bounded to [0, 1] "
+        "are clipped to [0, 1] (half_width is the unclipped t half-width); with one seed std "
+        f'and CI are n/a. More seeds: `--params "{config["name"]}.training.n_seeds=5"`.',
+        "",
+        markdown_table(
+            seeds_summary.drop(columns=["seeds"]),
+            float_digits=int(evaluate_params["report"]["float_digits"]),
+        ),
+    ]
+    return evaluation_report.rstrip("\n") + "\n\n" + "\n".join(section).rstrip("\n") + "\n"

@@ -87,9 +87,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["seeds_summary", "seeds_mlflow"],
                 name="summarise_over_seeds",
             ),
+            Node(
+                nodes.report_with_seeds,
+                ["evaluation_report_without_seeds", "seeds_summary", "config", "params:evaluate"],
+                "evaluation_report",
+                name="report_with_seeds",
+            ),
         ]
     )
-    return training + create_evaluation_template()
+    # The evaluation stage's report gains the seeds section before it is saved.
+    evaluation = pipeline(
+        create_evaluation_template(),
+        outputs={"evaluation_report": "evaluation_report_without_seeds"},
+    )
+    return training + evaluation
 
 
 def create_training_instance(namespace: str) -> Pipeline:
