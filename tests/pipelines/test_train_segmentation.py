@@ -394,3 +394,48 @@ def test_decode_options_have_one_source_of_truth(indexes, params):
     )
     # Other decode options are other pixels: their pairs go to another cache folder.
     assert set(default["image_path"]).isdisjoint(other["image_path"])
+
+
+def test_training_changes_the_weights_and_lowers_the_training_loss(indexes, params):
+    from covid_cxnet_pipeline.models.unet import build_unet, compile_unet
+    from covid_cxnet_pipeline.training.seeding import set_global_seed
+
+    raw_index, raw_mask_index = indexes
+    pairs = nodes.split_segmentation_pairs(
+        nodes.build_segmentation_pairs(raw_index, raw_mask_index, params, preprocess_decode()),
+        params,
+    )
+    settings = copy.deepcopy(params)
+    settings["training"].update(epochs=5, learning_rate=0.01)
+    settings["augment"]["enabled"] = False
+    # Without batch normalisation, inference mode computes what training optimised (five
+    # epochs barely move batch-norm moving statistics).
+    settings["unet"]["batch_norm"] = False
+    unet = settings["unet"]
+
+    def initial_model() -> keras.Model:
+        # The same seed and architecture as train_unet starts from.
+        set_global_seed(int(settings["seed"]))
+        return build_unet(
+            (SIZE, SIZE, 1),
+            levels=unet["levels"],
+            base_filters=unet["base_filters"],
+            batch_norm=unet["batch_norm"],
+            dropout=unet["dropout"],
+        )
+
+    before = initial_model()
+    np.testing.assert_array_equal(before.get_weights()[0], initial_model().get_weights()[0])
+    trained, _ = nodes.train_unet(pairs, settings)
+    changed = [
+        not np.allclose(old, new)
+        for old, new in zip(before.get_weights(), trained.get_weights(), strict=True)
+    ]
+    assert sum(changed) > len(changed) // 2
+    train_ds, _, _ = nodes._datasets(pairs, settings, augment=False)
+
+    def loss(model: keras.Model) -> float:
+        compile_unet(model, bce_weight=1.0, dice_weight=1.0)
+        return float(model.evaluate(train_ds, verbose=0, return_dict=True)["loss"])
+
+    assert loss(trained) < loss(before) - 0.05
