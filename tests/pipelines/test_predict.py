@@ -24,6 +24,9 @@ from covid_cxnet_pipeline.pipelines.predict import inference
 from covid_cxnet_pipeline.pipelines.predict.pipeline import create_pipeline
 from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
 from covid_cxnet_pipeline.pipelines.train import nodes as train_nodes
+from tests.conftest import PROJECT_ROOT
+from tests.pipelines.test_preprocess import brightness_unet, lung_picture
+from tests.pipelines.test_preprocess import run as run_preprocess
 
 SIZE = 32
 VERSION = "2026-11-29T20.00.00.000Z"
@@ -182,17 +185,55 @@ def test_binary_decision_defaults_to_the_saved_operating_threshold(input_dir, tm
         inference.load_bundle(str(model_file))
 
 
-def test_prediction_replays_the_preprocess_chain(bundle_dir, input_dir):
-    from covid_cxnet_pipeline.imaging import load_grayscale, resize
-    from covid_cxnet_pipeline.pipelines.preprocess.chain import model_ready_image
+def test_prediction_replays_the_pngs_the_preprocess_pipeline_wrote(tmp_path):
+    """prepare_image on the raw files gives, pixel for pixel, the preprocess node's PNGs."""
+    import hashlib
 
-    bundle = inference.load_bundle(str(bundle_dir / "model.keras"))
-    path = input_dir / "xray_1.png"
-    gray = load_grayscale(path)
-    unet_input = resize(gray, (16, 16)).astype(np.float32)[None, ..., None]
-    probabilities = bundle.unet.predict_on_batch(unet_input)[0, ..., 0]
-    expected = model_ready_image(gray, probabilities, HISTOGRAM["histogram"], PREPROCESS)["image"]
-    np.testing.assert_array_equal(inference.prepare_image(path, bundle), expected)
+    import yaml
+
+    from covid_cxnet_pipeline.pipelines.preprocess.chain import read_png
+
+    rows = []
+    for number, split in enumerate(("train", "train", "validation", "test")):
+        path = tmp_path / "store" / f"{number}.png"
+        path.parent.mkdir(exist_ok=True)
+        # Image 3 has no bright "lungs": its ROI falls back to the full image.
+        Image.fromarray(lung_picture(number, with_lungs=number != 3)).save(path)
+        rows.append(
+            {
+                "image_id": f"src:{number}.png",
+                "source_id": "src",
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "path": str(path),
+                "label": ("normal", "covid")[number % 2],
+                "split": split,
+                "patient_group": f"src:p{number}",
+            }
+        )
+    curated_index = pd.DataFrame(rows)
+    text = (PROJECT_ROOT / "conf/base/parameters_preprocess.yml").read_text()
+    params = yaml.safe_load(text)["preprocess"]
+    params["folders"] = {
+        name: str(tmp_path / "out" / name)
+        for name in ("lung_masks", "lung_roi", "histogram_references", "model_input")
+    }
+    params.update(workers=1, chunk_size=4, predict_batch_size=3)
+    params["resize"]["size"] = [24, 40]
+    params["enhance"]["clahe_tile_grid_size"] = [2, 2]
+    params["contact_sheet"]["images"] = 2
+    unet = brightness_unet()
+    catalog = run_preprocess(curated_index, params, unet)
+    index = catalog["model_input_index"].load().set_index("image_id")
+    card = make_card(unet)
+    card["input_size"] = list(params["resize"]["size"])
+    card["preprocessing"]["params"] = params
+    card["preprocessing"]["histogram_reference"] = catalog["histogram_reference"].load()
+    bundle = inference.ClassifierBundle(None, card, unet, "preprocess test")
+    # One image without bright "lungs" falls back to the full image: both paths are covered.
+    assert index["roi_fallback"].any() and not index["roi_fallback"].all()
+    for row in curated_index.itertuples():
+        written = read_png(index.loc[row.image_id, "path"]).astype(np.float32)
+        np.testing.assert_array_equal(inference.prepare_image(Path(row.path), bundle), written)
 
 
 def test_model_input_size_different_from_preprocess_is_resized_like_training(tmp_path):
