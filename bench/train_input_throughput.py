@@ -6,12 +6,17 @@ Tells whether training is input-bound. Three numbers from one run, on the same b
   3. end-to-end ``model.fit`` over the streaming dataset (input overlapped by prefetch).
 
 Usage (from the project root):
-  python bench/train_input_throughput.py --index data/05_model_input/model_input_index.parquet \
-      --size 224 --batch 16 --backbone covid_cxnet
-  python bench/train_input_throughput.py            # synthetic PNGs, base CNN, 224 px
+  python bench/train_input_throughput.py --index data/05_model_input/model_input_index.parquet
+  python bench/train_input_throughput.py --env base --backbone covid_cxnet   # paper profile
+  python bench/train_input_throughput.py            # synthetic PNGs, mirror profile
 
-Without ``--index`` it writes 256 SYNTHETIC PNGs (smooth random fields, labelled as synthetic
-in the output) to a temporary folder: throughput only, no medical content.
+Size, batch, backbone, base-CNN layout and augmentation default to the training profile of a
+Kedro environment (``--env``, default ``mirror``: conf/base/parameters_train.yml with
+conf/<env>/parameters_train.yml merged over it); flags override them. ``--index`` takes a
+parquet file or a Kedro versioned dataset folder (``<name>.parquet/<version>/<name>.parquet``),
+of which the latest version is read. Without ``--index`` it writes 256 SYNTHETIC PNGs (smooth
+random fields, labelled as synthetic in the output) to a temporary folder: throughput only, no
+medical content.
 """
 
 from __future__ import annotations
@@ -35,27 +40,52 @@ from covid_cxnet_pipeline.training.seeding import set_global_seed  # noqa: E402
 from covid_cxnet_pipeline.training.trainer import compile_classifier  # noqa: E402
 
 CLASSES = {"binary": ["not_covid", "covid"], "multiclass": ["normal", "cap", "covid"]}
-DEFAULT_AUGMENT = {
-    "enabled": True,
-    "rotation_degrees": 10,
-    "zoom": 0.1,
-    "shift": 0.05,
-    "brightness": 0.1,
-    "contrast": 0.1,
-}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def training_profile(env: str) -> dict:
+    """The shared ``train`` parameters of an environment, merged over conf/base as Kedro does."""
+    import yaml
+
+    profile: dict = {}
+    for folder in dict.fromkeys(("base", env)):
+        path = PROJECT_ROOT / "conf" / folder / "parameters_train.yml"
+        if path.is_file():
+            profile = _merge(profile, (yaml.safe_load(path.read_text()) or {}).get("train") or {})
+    return profile
+
+
+def resolve_index_path(path: Path) -> Path:
+    """A parquet file, or the latest version inside a Kedro versioned dataset folder."""
+    if path.is_file():
+        return path
+    versions = sorted(v / path.name for v in path.iterdir() if (v / path.name).is_file())
+    if not versions:
+        raise SystemExit(f"{path}: neither a parquet file nor a Kedro versioned dataset folder")
+    return versions[-1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, help="model_input_index parquet (else synthetic)")
     parser.add_argument("--split", default="train", help="split of the index to read [train]")
-    parser.add_argument("--size", type=int, default=224, help="model input size [224]")
-    parser.add_argument("--batch", type=int, default=16, help="batch size [16]")
+    parser.add_argument("--env", default="mirror", help="Kedro environment of the defaults")
+    parser.add_argument("--size", type=int, help="model input size [train.input_size]")
+    parser.add_argument("--batch", type=int, help="batch size [train.batch_size]")
     parser.add_argument(
         "--backbone",
-        default="base_cnn",
         choices=("base_cnn", "densenet121", "covid_cxnet"),
-        help="classifier from covid_cxnet_pipeline.models [base_cnn]",
+        help="classifier from covid_cxnet_pipeline.models [train.backbone]",
     )
     parser.add_argument("--task", default="binary", choices=tuple(CLASSES))
     parser.add_argument("--train-steps", type=int, default=8, help="timed training batches [8]")
@@ -124,6 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import tensorflow as tf
 
+    profile = training_profile(args.env)
+    size = profile.get("input_size", 224)
+    args.size = args.size or int(size if isinstance(size, int) else size[0])
+    args.batch = args.batch or int(profile.get("batch_size", 16))
+    args.backbone = args.backbone or profile.get("backbone", "base_cnn")
+
     set_global_seed(args.seed, op_determinism=not args.no_determinism)
     scratch = tempfile.TemporaryDirectory(prefix="cxnet-bench-")
     if args.index is None:
@@ -134,11 +170,12 @@ def main(argv: list[str] | None = None) -> None:
         )
         split = "train"
     else:
-        index = pd.read_parquet(args.index)
+        index_file = resolve_index_path(args.index)
+        index = pd.read_parquet(index_file)
         split = args.split
-        source = f"{args.index} split={split} ({int((index['split'] == split).sum())} images)"
+        source = f"{index_file} split={split} ({int((index['split'] == split).sum())} images)"
     classes = CLASSES[args.task]
-    augment = None if args.no_augment else DEFAULT_AUGMENT
+    augment = None if args.no_augment else profile.get("augment")
     dataset = make_dataset(
         index,
         split,
@@ -161,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             "channels": 3,
             "n_classes": len(classes),
             "init": "random",
+            "base_cnn": profile.get("base_cnn") or {},
             "seed": args.seed,
         }
     )
@@ -191,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     label = f"{args.size}x{args.size}x3, batch {args.batch}"
     augmenting = "with augmentation" if augment else "no augmentation"
     print(f"Training input throughput benchmark ({tf.__version__}, {os.cpu_count()} CPUs)")
+    print(f"  profile: conf/{args.env} train parameters (flags override)")
     print(f"  data:  {source}")
     print(f"  model: {args.backbone} ({build.init_used} init), task {args.task}, {label}")
     print(f"  op determinism: {not args.no_determinism}")
