@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 
+import cv2
 import keras
 import numpy as np
 import pandas as pd
@@ -135,6 +136,11 @@ def preprocess_decode() -> dict:
     return yaml.safe_load(text)["preprocess"]["decode"]
 
 
+def lung_mask_params(**changes) -> dict:
+    text = (PROJECT_ROOT / "conf/base/parameters_preprocess.yml").read_text()
+    return {**yaml.safe_load(text)["preprocess"]["lung_mask"], **changes}
+
+
 def curate_namespaces() -> dict[str, str]:
     text = (PROJECT_ROOT / "conf/base/parameters_curate.yml").read_text()
     return yaml.safe_load(text)["curate"]["patients"]["namespaces"]
@@ -164,6 +170,7 @@ def run(indexes, params, curated_index=None, groups=None) -> DataCatalog:
             "params:train_segmentation": MemoryDataset(params),
             "params:curate.patients.namespaces": MemoryDataset(curate_namespaces()),
             "params:preprocess.decode": MemoryDataset(preprocess_decode()),
+            "params:preprocess.lung_mask": MemoryDataset(lung_mask_params()),
             **{name: KeptDataset(copy_mode="assign") for name in OUTPUTS},
         }
     )
@@ -194,6 +201,14 @@ def test_pipeline_trains_a_unet_and_scores_it_on_validation(indexes, params):
     assert metrics["input_size"] == [SIZE, SIZE]
     mlflow_metrics = catalog["segmentation_mlflow_metrics"].load()
     assert mlflow_metrics["validation_dice"] == {"value": metrics["validation_dice"], "step": 0}
+    validation_sources = set(pairs.loc[pairs["split"] == "validation", "source_id"])
+    for source in validation_sources:
+        assert 0.0 <= mlflow_metrics[f"validation_dice_{source}"]["value"] <= 1.0
+    assert (
+        sum(metrics[f"n_validation_{source}"] for source in validation_sources)
+        == (metrics["n_validation"])
+    )
+    assert 0.0 <= mlflow_metrics["validation_dice_postprocessed"]["value"] <= 1.0
     assert isinstance(catalog["segmentation_prediction_plot"].load(), Figure)
     assert isinstance(catalog["segmentation_learning_curves"].load(), Figure)
 
@@ -439,3 +454,37 @@ def test_training_changes_the_weights_and_lowers_the_training_loss(indexes, para
         return float(model.evaluate(train_ds, verbose=0, return_dict=True)["loss"])
 
     assert loss(trained) < loss(before) - 0.05
+
+
+def test_validation_scores_per_source_and_after_postprocessing(indexes, params):
+    """A stand-in U-Net that finds exactly the bright "lungs" scores Dice 1 on every source;
+    dilating its masks (as preprocess does) lowers the post-processed Dice by a known amount."""
+    raw_index, raw_mask_index = indexes
+    pairs = nodes.build_segmentation_pairs(raw_index, raw_mask_index, params, preprocess_decode())
+    # Validation: one image of each source; training: the rest.
+    validation_ids = {"gb:img0.png", "shenzhen:img1.png", "montgomery:img2.png"}
+    pairs = pairs.assign(
+        split=["validation" if i in validation_ids else "train" for i in pairs["image_id"]]
+    )
+    inputs = keras.Input((SIZE, SIZE, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    # Lungs are 160-230, background 20-70 after resizing: 10 * (x - 115) separates them.
+    model.set_weights([np.full((1, 1, 1, 1), 10.0, np.float32), np.array([-1150.0], np.float32)])
+    report, mlflow_metrics, _ = nodes.evaluate_unet(
+        model, pairs, params, lung_mask_params(dilation_px=0)
+    )
+    for source in ("gb", "shenzhen", "montgomery"):
+        assert report[f"validation_dice_{source}"] == pytest.approx(1.0)
+        assert report[f"n_validation_{source}"] == 1
+        assert mlflow_metrics[f"validation_dice_{source}"]["value"] == pytest.approx(1.0)
+    assert report["validation_dice_postprocessed"] == pytest.approx(1.0)
+    assert mlflow_metrics["validation_dice_postprocessed"]["value"] == pytest.approx(1.0)
+    # Dilation by 1 px (the 3 x 3 elliptical kernel) grows each 16 x 6 lung by a ring:
+    # the predicted area exceeds the true one, so the post-processed Dice falls below 1
+    # while the raw Dice stays 1.
+    dilated, _, _ = nodes.evaluate_unet(model, pairs, params, lung_mask_params(dilation_px=1))
+    assert dilated["validation_dice"] == pytest.approx(1.0)
+    truth = expected_mask() > 0
+    grown = cv2.dilate(truth.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    expected = 2 * truth.sum() / (truth.sum() + grown.sum())
+    assert dilated["validation_dice_postprocessed"] == pytest.approx(expected)

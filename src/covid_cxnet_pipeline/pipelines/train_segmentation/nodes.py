@@ -298,35 +298,58 @@ def _overlay(axis, image: np.ndarray, mask: np.ndarray, colour: str, title: str)
 
 
 def evaluate_unet(
-    model: Any, pairs: pd.DataFrame, params: dict[str, Any]
+    model: Any,
+    pairs: pd.DataFrame,
+    params: dict[str, Any],
+    lung_mask_params: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], Figure]:
     """Dice and IoU of the U-Net on the validation pairs, and a plot of predicted vs true masks.
+
+    Scores are given overall, per source (``validation_dice_<source>``: a source whose masks
+    differ in style shows here), and after ``postprocess_mask`` with the preprocess pipeline's
+    ``lung_mask`` settings (``validation_dice_postprocessed``): the masks that actually crop
+    the classifier's images.
 
     Args:
         model: Output of :func:`train_unet`.
         pairs: Output of :func:`split_segmentation_pairs`.
         params: ``train_segmentation`` parameters (``evaluation``).
+        lung_mask_params: ``preprocess.lung_mask`` (``postprocess_mask`` arguments); None
+            skips the post-processed scores.
 
     Returns:
         ``(metrics for the JSON report, the same for MLflow, figure)``.
     """
+    from covid_cxnet_pipeline.imaging import postprocess_mask
     from covid_cxnet_pipeline.models.metrics import dice_score, iou_score
 
     settings = params["evaluation"]
     threshold = float(settings["threshold"])
     _, validation_ds, size = _datasets(pairs, params, augment=False)
-    dice, iou, examples = [], [], []
+    # The validation dataset is not shuffled: its order is the validation rows' order.
+    sources = pairs.loc[pairs["split"] == "validation", "source_id"].astype(str).tolist()
+    scores: dict[str, list[float]] = {"dice": [], "iou": [], "dice_post": [], "iou_post": []}
+    examples = []
     for images, masks in validation_ds:
         probabilities = np.asarray(model.predict_on_batch(images))[..., 0]
         for image, mask, probability in zip(
             np.asarray(images)[..., 0], np.asarray(masks)[..., 0], probabilities, strict=True
         ):
-            dice.append(dice_score(mask, probability, threshold))
-            iou.append(iou_score(mask, probability, threshold))
+            scores["dice"].append(dice_score(mask, probability, threshold))
+            scores["iou"].append(iou_score(mask, probability, threshold))
+            if lung_mask_params is not None:
+                cleaned = postprocess_mask(probability, **lung_mask_params).astype(np.float32)
+                scores["dice_post"].append(dice_score(mask, cleaned, 0.5))
+                scores["iou_post"].append(iou_score(mask, cleaned, 0.5))
             if len(examples) < int(settings["plot_examples"]):
-                examples.append((image, mask > 0.5, probability >= threshold, dice[-1]))
+                examples.append((image, mask > 0.5, probability >= threshold, scores["dice"][-1]))
+    if len(scores["dice"]) != len(sources):
+        raise RuntimeError(
+            f"scored {len(scores['dice'])} validation images but the pairs list {len(sources)}"
+        )
+    dice, iou = scores["dice"], scores["iou"]
     counts = pairs["split"].value_counts()
-    report = {
+    report: dict[str, Any] = {
         "validation_dice": float(np.mean(dice)),
         "validation_dice_median": float(np.median(dice)),
         "validation_iou": float(np.mean(iou)),
@@ -337,16 +360,36 @@ def evaluate_unet(
         "threshold": threshold,
         "model_digest": weights_digest(model),
     }
+    if lung_mask_params is not None:
+        report["validation_dice_postprocessed"] = float(np.mean(scores["dice_post"]))
+        report["validation_iou_postprocessed"] = float(np.mean(scores["iou_post"]))
+    by_source = pd.DataFrame({"source": sources, "dice": dice, "iou": iou})
+    per_source_names = []
+    for source, group in by_source.groupby("source", sort=True):
+        report[f"validation_dice_{source}"] = float(group["dice"].mean())
+        report[f"validation_iou_{source}"] = float(group["iou"].mean())
+        report[f"n_validation_{source}"] = len(group)
+        per_source_names += [f"{kind}_{source}" for kind in ("validation_dice", "n_validation")]
+        per_source_names.append(f"validation_iou_{source}")
     logger.info(
-        "U-Net validation: Dice %.4f, IoU %.4f on %d images",
+        "U-Net validation: Dice %.4f, IoU %.4f on %d images%s; per source: %s",
         report["validation_dice"],
         report["validation_iou"],
         len(dice),
+        (
+            f" (after postprocess_mask: Dice {report['validation_dice_postprocessed']:.4f})"
+            if lung_mask_params is not None
+            else ""
+        ),
+        ", ".join(
+            f"{source} Dice {group['dice'].mean():.4f} (n={len(group)})"
+            for source, group in by_source.groupby("source", sort=True)
+        ),
     )
-    mlflow_metrics = {
-        name: {"value": float(report[name]), "step": 0}
-        for name in ("validation_dice", "validation_iou", "n_train", "n_validation")
-    }
+    logged = ["validation_dice", "validation_iou", "n_train", "n_validation", *per_source_names]
+    if lung_mask_params is not None:
+        logged += ["validation_dice_postprocessed", "validation_iou_postprocessed"]
+    mlflow_metrics = {name: {"value": float(report[name]), "step": 0} for name in logged}
     figure = Figure(figsize=(6.6, 2.2 * max(len(examples), 1)))
     axes = figure.subplots(max(len(examples), 1), 3, squeeze=False)
     for row, (image, truth, predicted, score) in zip(axes, examples, strict=False):

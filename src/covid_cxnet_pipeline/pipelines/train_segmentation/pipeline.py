@@ -52,7 +52,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.evaluate_unet,
-                ["unet_model", "segmentation_pairs", "params:train_segmentation"],
+                [
+                    "unet_model",
+                    "segmentation_pairs",
+                    "params:train_segmentation",
+                    "params:preprocess.lung_mask",
+                ],
                 [
                     "segmentation_metrics",
                     "segmentation_mlflow_metrics",
