@@ -86,6 +86,23 @@ def test_calibration_figure():
     _renders(figure)
 
 
+def test_binary_roc_marks_the_operating_point():
+    figure = plot_roc_curves(
+        [0, 0, 1, 1], [0.1, 0.6, 0.4, 0.8], ["not_covid", "covid"], (0.5, 0.5), "threshold 0.5"
+    )
+    marker = [line for line in figure.axes[0].get_lines() if line.get_label() == "threshold 0.5"]
+    assert len(marker) == 1
+    assert marker[0].get_xydata().tolist() == [[0.5, 0.5]]
+    _renders(figure)
+
+
+def test_learning_curves_mark_the_best_epoch():
+    figure = plot_learning_curves({"loss": [1.0, 0.5, 0.6], "val_loss": [1.1, 0.7, 0.9]}, 2)
+    lines = figure.axes[0].get_lines()
+    best = [line for line in lines if line.get_label() == "best epoch 2"]
+    assert len(best) == 1 and list(best[0].get_xdata()) == [2, 2]
+
+
 def test_learning_curves_pair_train_and_validation():
     history = {
         "loss": [1.0, 0.7, 0.5],

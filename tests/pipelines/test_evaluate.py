@@ -368,6 +368,9 @@ def test_evaluation_stage_runs_namespaced(model_input_index):
         assert section in report
     assert isinstance(outputs["train_binary.lime_grid"].load(), Figure)
     assert isinstance(outputs["train_binary.learning_curves_plot"].load(), Figure)
+    roc = outputs["train_binary.roc_plot"].load()
+    legend = [t.get_text() for t in roc.axes[0].get_legend().get_texts()]
+    assert any("(chosen on validation)" in entry for entry in legend)
     logged = outputs["train_binary.metrics_mlflow"].load()
     assert logged["test.accuracy"]["value"] == pytest.approx(1.0)
     by_class = outputs["train_binary.localisation_scores"].load()

@@ -89,6 +89,8 @@ def plot_roc_curves(
     y_true: np.ndarray | Sequence[int],
     y_prob: np.ndarray | Sequence[float],
     class_names: Sequence[str] | None = None,
+    operating_point: tuple[float, float] | None = None,
+    operating_label: str = "operating point",
 ) -> Figure:
     """One-vs-rest ROC curve per class with its AUC in the legend (binary: the positive class).
 
@@ -96,6 +98,9 @@ def plot_roc_curves(
         y_true: N class indices.
         y_prob: N x C probabilities, or the positive-class probability for binary.
         class_names: names in column order.
+        operating_point: ``(false positive rate, true positive rate)`` of the decision in use
+            (binary: at the threshold chosen on validation), marked on the curve.
+        operating_label: its legend entry.
 
     Returns:
         The figure. A class absent from y_true is left out of the plot (its AUC is undefined).
@@ -116,6 +121,9 @@ def plot_roc_curves(
         fpr, tpr = _roc_curve(prob[:, c], is_positive)
         axis.plot(fpr, tpr, label=f"{names[c]} (AUC = {auc:.3f})")
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
+    if operating_point is not None:
+        fpr_point, tpr_point = (float(v) for v in operating_point)
+        axis.plot([fpr_point], [tpr_point], "o", color="black", markersize=7, label=operating_label)
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1.01)
     axis.set_xlabel("False positive rate (1 - specificity)")
@@ -193,12 +201,15 @@ def plot_calibration(
     return figure
 
 
-def plot_learning_curves(history: Mapping[str, Sequence[float]] | Any) -> Figure:
+def plot_learning_curves(
+    history: Mapping[str, Sequence[float]] | Any, best_epoch: int | None = None
+) -> Figure:
     """Training against validation curves, one panel per metric, from a Keras-like history.
 
     Args:
         history: dict metric -> per-epoch values, with validation values under ``val_<metric>``
             (``keras.callbacks.History.history``); a History object is accepted too.
+        best_epoch: the 1-based epoch model selection kept, marked by a vertical line.
 
     Returns:
         The figure, one panel per training metric (``loss`` first).
@@ -222,6 +233,10 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]] | Any) -> Figure
             if values is not None and len(values):
                 epochs = np.arange(1, len(values) + 1)
                 axis.plot(epochs, np.asarray(values, dtype=float), style, marker=".", label=label)
+        if best_epoch is not None:
+            axis.axvline(
+                int(best_epoch), color="black", linestyle=":", label=f"best epoch {best_epoch}"
+            )
         axis.set_title(metric)
         axis.set_xlabel("Epoch")
         axis.legend()

@@ -337,14 +337,19 @@ def evaluation_plots(
     training_history: Mapping[str, Sequence[float]],
     model_card: Mapping[str, Any],
     params: Mapping[str, Any],
+    operating_point: pd.DataFrame | None = None,
 ) -> tuple[Figure, Figure, Figure, Figure]:
     """Confusion matrix, ROC and calibration on the plot split, and the learning curves.
+
+    The learning curves mark the card's best epoch; a binary ROC marks the operating point
+    (the threshold chosen on validation, at its sensitivity/specificity on the plot split).
 
     Args:
         predictions: output of ``predict_splits``.
         training_history: ``{metric: [value per epoch]}`` of the training run.
         model_card: the model's card.
         params: ``evaluate`` parameters (``plot_split``, ``calibration_bins``).
+        operating_point: output of ``evaluation_metrics`` (empty for multiclass).
 
     Returns:
         ``(confusion, roc, calibration, learning_curves)`` figures.
@@ -355,9 +360,14 @@ def evaluation_plots(
         raise ValueError(f"evaluate.plot_split={split!r} has no predictions; choose another split")
     y_true, y_prob = split_arrays(predictions, split, names)
     confusion = plot_confusion_matrix(confusion_matrix(y_true, predict_labels(y_prob), names))
-    roc = plot_roc_curves(y_true, y_prob, names)
+    point, point_label = None, "operating point"
+    if operating_point is not None and (operating_point["split"] == split).any():
+        row = operating_point.loc[operating_point["split"] == split].iloc[0]
+        point = (1.0 - float(row["specificity"]), float(row["sensitivity"]))
+        point_label = f"threshold {float(row['threshold']):.3f} (chosen on validation)"
+    roc = plot_roc_curves(y_true, y_prob, names, point, point_label)
     calibration = plot_calibration(y_true, y_prob, names, int(params["calibration_bins"]))
-    learning = plot_learning_curves(dict(training_history))
+    learning = plot_learning_curves(dict(training_history), model_card.get("best_epoch"))
     for figure, title in ((confusion, "confusion"), (roc, "ROC"), (calibration, "calibration")):
         figure.suptitle(f"{model_card['name']}: {title} on {split}")
     learning.suptitle(f"{model_card['name']}: learning curves")

@@ -47,7 +47,13 @@ def create_evaluation_template() -> Pipeline:
             ),
             Node(
                 nodes.evaluation_plots,
-                ["predictions", "training_history", "model_card", "params:evaluate"],
+                [
+                    "predictions",
+                    "training_history",
+                    "model_card",
+                    "params:evaluate",
+                    "operating_point",
+                ],
                 ["confusion_plot", "roc_plot", "calibration_plot", "learning_curves_plot"],
                 name="evaluation_plots",
             ),
