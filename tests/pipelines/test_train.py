@@ -398,3 +398,22 @@ def test_kedro_session_runs_train_binary_and_predicts_with_its_model(tmp_path, m
     assert bundle.operating_threshold == pytest.approx(saved["threshold"])
     table = predict_directory(bundle, images, project / "out")
     assert table["error"].eq("").all()
+
+
+def test_missing_trained_model_names_the_pipeline_and_namespaces(tmp_path):
+    from kedro.io import Version
+    from kedro.io.core import DatasetError
+
+    from covid_cxnet_pipeline.pipelines.train.model_dataset import TrainedModelDataset
+
+    missing = TrainedModelDataset(
+        filepath=str(tmp_path / "train_multiclass" / "model.keras"), version=Version(None, None)
+    )
+    with pytest.raises(DatasetError, match="--namespaces train_binary") as error:
+        missing.load()
+    assert "--pipeline=train_multiclass" in str(error.value)
+    saved = TrainedModelDataset(
+        filepath=str(tmp_path / "train_binary" / "model.keras"), version=Version(None, None)
+    )
+    saved.save(build_unet((16, 16, 1), levels=1, base_filters=2))
+    assert saved.load().input_shape == (None, 16, 16, 1)
