@@ -213,10 +213,8 @@ def test_prediction_replays_the_pngs_the_preprocess_pipeline_wrote(tmp_path):
     curated_index = pd.DataFrame(rows)
     text = (PROJECT_ROOT / "conf/base/parameters_preprocess.yml").read_text()
     params = yaml.safe_load(text)["preprocess"]
-    params["folders"] = {
-        name: str(tmp_path / "out" / name)
-        for name in ("lung_masks", "lung_roi", "histogram_references", "model_input")
-    }
+    # Every output folder of the configuration goes to the test's own directory.
+    params["folders"] = {name: str(tmp_path / "out" / name) for name in params["folders"]}
     params.update(workers=1, chunk_size=4, predict_batch_size=3)
     params["resize"]["size"] = [24, 40]
     params["enhance"]["clahe_tile_grid_size"] = [2, 2]
