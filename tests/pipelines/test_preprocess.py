@@ -92,7 +92,13 @@ def params(tmp_path) -> dict:
     settings = copy.deepcopy(yaml.safe_load(text)["preprocess"])
     settings["folders"] = {
         name: str(tmp_path / "out" / name)
-        for name in ("lung_masks", "lung_roi", "histogram_references", "model_input")
+        for name in (
+            "lung_probabilities",
+            "lung_masks",
+            "lung_roi",
+            "histogram_references",
+            "model_input",
+        )
     }
     settings.update(workers=1, chunk_size=4, predict_batch_size=3)
     settings["lung_mask"]["dilation_px"] = 0
@@ -136,7 +142,7 @@ def test_pipeline_writes_one_model_ready_png_per_image(curated_index, params):
     assert index["fallback_reason"].iloc[5] == "empty lung mask"
     metrics = {name: entry["value"] for name, entry in catalog["preprocess_metrics"].load().items()}
     assert metrics["images"] == 6
-    assert metrics["masks_predicted"] == 6
+    assert metrics["masks_predicted"] == metrics["masks_postprocessed"] == 6
     assert metrics["model_inputs_written"] == 6
     assert metrics["roi_fallback_rate"] == pytest.approx(1 / 6)
     assert metrics["images.train"] == 4
@@ -191,7 +197,7 @@ def test_rerun_recomputes_nothing(curated_index, params, tmp_path, monkeypatch):
     monkeypatch.setattr(model, "predict_on_batch", forbidden)
     second = run(curated_index, params, model)
     metrics = {name: entry["value"] for name, entry in second["preprocess_metrics"].load().items()}
-    assert metrics["masks_predicted"] == 0
+    assert metrics["masks_predicted"] == metrics["masks_postprocessed"] == 0
     assert metrics["rois_computed"] == 0
     assert metrics["model_inputs_written"] == 0
     assert metrics["model_inputs_reused"] == 6
@@ -302,24 +308,24 @@ def _other_unet() -> keras.Model:
 
 
 # (what changes, new curated_index, new params, new U-Net) -> which stages recompute:
-# (masks predicted, ROIs computed, model inputs written) out of 6 images.
+# (U-Net predictions, masks post-processed, ROIs computed, model inputs written) of 6 images.
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda index, params: (index, params, _other_unet()), (6, 6, 6)),
+        (lambda index, params: (index, params, _other_unet()), (6, 6, 6, 6)),
         (
             lambda index, params: (index, _with(params, "lung_mask", "dilation_px", 1), None),
-            (6, 6, 6),
+            (0, 6, 6, 6),
         ),
-        (lambda index, params: (index, _with(params, "roi", "margin", 0.2), None), (0, 6, 6)),
+        (lambda index, params: (index, _with(params, "roi", "margin", 0.2), None), (0, 0, 6, 6)),
         (
             lambda index, params: (index, _with(params, "resize", "keep_aspect", True), None),
-            (0, 6, 6),
+            (0, 0, 6, 6),
         ),
-        (lambda index, params: (_moved_split(index), params, None), (0, 0, 6)),
+        (lambda index, params: (_moved_split(index), params, None), (0, 0, 0, 6)),
         (
             lambda index, params: (index, _with(params, "enhance", "beasf_gamma", 2.0), None),
-            (0, 0, 6),
+            (0, 0, 0, 6),
         ),
     ],
     ids=[
@@ -340,6 +346,7 @@ def test_each_change_recomputes_exactly_the_stages_it_affects(
     metrics = {name: entry["value"] for name, entry in catalog["preprocess_metrics"].load().items()}
     recomputed = (
         metrics["masks_predicted"],
+        metrics["masks_postprocessed"],
         metrics["rois_computed"],
         metrics["model_inputs_written"],
     )
@@ -367,9 +374,10 @@ def test_a_new_chain_version_recomputes_every_stage(curated_index, params, monke
     metrics = {name: entry["value"] for name, entry in catalog["preprocess_metrics"].load().items()}
     assert (
         metrics["masks_predicted"],
+        metrics["masks_postprocessed"],
         metrics["rois_computed"],
         metrics["model_inputs_written"],
-    ) == (6, 6, 6)
+    ) == (6, 6, 6, 6)
 
 
 def test_lineage_names_the_unet_reference_and_index_in_mlflow(

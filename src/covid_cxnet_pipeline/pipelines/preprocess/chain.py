@@ -170,7 +170,7 @@ def chunked(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     return (items[start : start + size] for start in range(0, len(items), size))
 
 
-# --- Step 1: the image at the U-Net's size, and the post-processed lung mask -------------------
+# --- Step 1: the image at the U-Net's size, its lung probabilities, the post-processed mask ----
 
 
 def unet_input_task(task: tuple[str, Mapping[str, Any], tuple[int, int]]) -> np.ndarray:
@@ -186,18 +186,35 @@ def unet_input_task(task: tuple[str, Mapping[str, Any], tuple[int, int]]) -> np.
     return resize(load_grayscale(path, **decode_options), unet_size)
 
 
-def lung_mask_task(task: tuple[np.ndarray, str, Mapping[str, Any]]) -> float:
-    """Post-process one predicted probability map and write it as a 0/255 PNG (worker task).
+def write_probabilities(probabilities: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Store a U-Net probability map as float32 ``.npy``, atomically.
+
+    Kept exact (not quantised to 8 bits) so that a mask post-processed from the stored map is
+    the mask post-processed from a fresh prediction, pixel for pixel.
 
     Args:
-        task: ``(probabilities (h, w) float, mask PNG path, lung_mask parameters)``, the
-            parameters being :func:`~covid_cxnet_pipeline.imaging.postprocess_mask` arguments.
+        probabilities: 2-D probabilities.
+        path: Destination ``.npy``.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")
+    np.save(temporary, np.asarray(probabilities, dtype=np.float32))
+    os.replace(temporary, target)
+
+
+def lung_mask_task(task: tuple[str, str, Mapping[str, Any]]) -> float:
+    """Post-process one stored probability map and write it as a 0/255 PNG (worker task).
+
+    Args:
+        task: ``(probabilities .npy, mask PNG path, lung_mask parameters)``, the parameters
+            being :func:`~covid_cxnet_pipeline.imaging.postprocess_mask` arguments.
 
     Returns:
         The mask's area as a fraction of the image.
     """
-    probabilities, mask_path, mask_params = task
-    mask = postprocess_mask(probabilities, **mask_params)
+    probability_path, mask_path, mask_params = task
+    mask = postprocess_mask(np.load(probability_path), **mask_params)
     write_png_atomic(mask.astype(np.uint8) * 255, mask_path)
     write_json_atomic({"mask_area": float(mask.mean())}, Path(mask_path).with_suffix(".json"))
     return float(mask.mean())

@@ -64,7 +64,11 @@ def _predict(model: Any, images: list[np.ndarray], batch_size: int) -> list[np.n
 def predict_lung_masks(
     curated_index: pd.DataFrame, unet_model: Any, params: dict[str, Any]
 ) -> pd.DataFrame:
-    """Predict and post-process a lung mask per curated image; reuse masks already written.
+    """Predict and post-process a lung mask per curated image; reuse what is already written.
+
+    Two caches: the U-Net's raw probabilities (keyed by image, U-Net digest and size, decode
+    options) and the post-processed masks (keyed by the probabilities' key and ``lung_mask``).
+    Changing only the post-processing therefore re-runs no U-Net prediction.
 
     Args:
         curated_index: The curate output.
@@ -73,64 +77,71 @@ def predict_lung_masks(
 
     Returns:
         The curated rows with ``unet_sha256`` (:func:`weights_digest`), ``mask_key``,
-        ``lung_mask_full_path`` (mask at the U-Net size),
-        ``mask_area`` and ``mask_computed``.
+        ``lung_mask_full_path`` (mask at the U-Net size), ``mask_area``, ``unet_predicted``
+        (the U-Net ran on the image) and ``mask_computed`` (the mask was post-processed).
     """
     rows = _curated_rows(curated_index)
     unet_size = _unet_size(unet_model)
     model_digest = weights_digest(unet_model)
-    folder = Path(params["folders"]["lung_masks"])
-    settings = {
-        "unet": model_digest,
-        "unet_size": unet_size,
-        "decode": params["decode"],
-        "lung_mask": params["lung_mask"],
-    }
-    keys = [chain.digest({"image": sha, **settings}) for sha in rows["sha256"]]
-    mask_paths = [str(folder / f"{key}.png") for key in keys]
-    todo: dict[str, tuple[str, str]] = {}
-    for key, mask_path, image_path in zip(keys, mask_paths, rows["path"], strict=True):
+    probability_folder = Path(params["folders"]["lung_probabilities"])
+    mask_folder = Path(params["folders"]["lung_masks"])
+    prediction = {"unet": model_digest, "unet_size": unet_size, "decode": params["decode"]}
+    probability_keys = [chain.digest({"image": sha, **prediction}) for sha in rows["sha256"]]
+    probability_paths = [str(probability_folder / f"{key}.npy") for key in probability_keys]
+    keys = [
+        chain.digest({"probabilities": key, "lung_mask": params["lung_mask"]})
+        for key in probability_keys
+    ]
+    mask_paths = [str(mask_folder / f"{key}.png") for key in keys]
+    # Unique work by content: an image listed twice is predicted and post-processed once.
+    masks_todo: dict[str, str] = {}
+    for probability_path, mask_path in zip(probability_paths, mask_paths, strict=True):
         if not (Path(mask_path).exists() and Path(mask_path).with_suffix(".json").exists()):
-            todo.setdefault(key, (str(image_path), mask_path))
+            masks_todo.setdefault(mask_path, probability_path)
+    needed = set(masks_todo.values())
+    predict_todo: dict[str, str] = {}
+    for probability_path, image_path in zip(probability_paths, rows["path"], strict=True):
+        if probability_path in needed and not Path(probability_path).exists():
+            predict_todo.setdefault(probability_path, str(image_path))
     logger.info(
-        "Lung masks: %d images, %d to predict with U-Net %s (%dx%d), %d reused",
+        "Lung masks: %d images, %d to predict with U-Net %s (%dx%d), %d to post-process, %d reused",
         len(rows),
-        len(todo),
+        len(predict_todo),
         model_digest[:12],
         *unet_size,
-        len(rows) - len(todo),
+        len(masks_todo),
+        len(rows) - len(masks_todo),
     )
-    work = list(todo.values())
-    with chain.worker_pool(
-        min(int(params["workers"]), len(work)), params["start_method"]
-    ) as mapper:
-        for chunk in chain.chunked(work, int(params["chunk_size"])):
+    predictions = list(predict_todo.items())
+    masks = [(probability, mask) for mask, probability in masks_todo.items()]
+    workers = min(int(params["workers"]), max(len(predictions), len(masks)))
+    with chain.worker_pool(workers, params["start_method"]) as mapper:
+        for chunk in chain.chunked(predictions, int(params["chunk_size"])):
             images = list(
                 mapper(
                     chain.unet_input_task,
-                    [(image_path, params["decode"], unet_size) for image_path, _ in chunk],
+                    [(image_path, params["decode"], unet_size) for _, image_path in chunk],
                     chunksize=4,
                 )
             )
             probabilities = _predict(unet_model, images, int(params["predict_batch_size"]))
             del images
-            list(
-                mapper(
-                    chain.lung_mask_task,
-                    [
-                        (probability, mask_path, params["lung_mask"])
-                        for probability, (_, mask_path) in zip(probabilities, chunk, strict=True)
-                    ],
-                    chunksize=4,
-                )
+            for probability, (probability_path, _) in zip(probabilities, chunk, strict=True):
+                chain.write_probabilities(probability, probability_path)
+        list(
+            mapper(
+                chain.lung_mask_task,
+                [(probability, mask, params["lung_mask"]) for probability, mask in masks],
+                chunksize=8,
             )
-    computed = {mask_path for _, mask_path in work}
+        )
     return rows.assign(
         unet_sha256=model_digest,
         mask_key=keys,
         lung_mask_full_path=mask_paths,
         mask_area=[chain.read_mask_area(path) for path in mask_paths],
-        mask_computed=[path in computed for path in mask_paths],
+        unet_predicted=[path in predict_todo for path in probability_paths],
+        mask_computed=[path in masks_todo for path in mask_paths],
     )
 
 
@@ -296,7 +307,8 @@ def preprocess_metrics(
     n_images = len(roi_table)
     metrics: dict[str, float] = {
         "images": float(n_images),
-        "masks_predicted": float(roi_table["mask_computed"].sum()),
+        "masks_predicted": float(roi_table["unet_predicted"].sum()),
+        "masks_postprocessed": float(roi_table["mask_computed"].sum()),
         "rois_computed": float(roi_table["roi_computed"].sum()),
         "model_inputs_written": float(model_input_stats["written"]),
         "model_inputs_reused": float(model_input_stats["reused"]),
