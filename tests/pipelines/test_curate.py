@@ -25,6 +25,7 @@ OUTPUTS = (
     "curation_duplicate_groups",
     "curation_split_summary",
     "curation_split_plot",
+    "curation_split_plot_versioned",
     "curation_metrics",
     "curation_exclusions_csv",
     "curation_duplicate_groups_csv",
@@ -63,12 +64,13 @@ class KeptDataset(MemoryDataset):
         pass
 
 
-def run(raw_index: pd.DataFrame, params: dict) -> DataCatalog:
+def run(raw_index: pd.DataFrame, params: dict, datasets: dict | None = None) -> DataCatalog:
     catalog = DataCatalog(
         {
             "raw_index": MemoryDataset(raw_index),
             "params:curate": MemoryDataset(params),
             **{name: KeptDataset() for name in OUTPUTS},
+            **(datasets or {}),
         }
     )
     SequentialRunner().run(create_pipeline(), catalog)
@@ -89,7 +91,9 @@ def test_curate_pipeline_produces_curated_index_and_reports(raw_index, params):
     assert set(curated.loc[curated["source_id"] == "hospital_x", "split"]) == {"external"}
     summary = catalog["curation_split_summary"].load()
     assert summary["count"].sum() == len(curated)
-    assert isinstance(catalog["curation_split_plot"].load(), Figure)
+    plot = catalog["curation_split_plot"].load()
+    assert isinstance(plot, Figure)
+    assert list(catalog["curation_split_plot_versioned"].load()) == ["curation_split_summary.png"]
     metrics = catalog["curation_metrics"].load()
     assert metrics["kept"] == {"value": float(len(curated)), "step": 0}
     assert metrics["excluded.pediatric_age"]["value"] == 2.0
@@ -104,6 +108,28 @@ def test_curate_pipeline_produces_curated_index_and_reports(raw_index, params):
         "curated_index_sha256": table_digest(curated),
         "curated_index_rows": len(curated),
     }
+
+
+def test_split_plot_is_saved_as_artefact_and_as_a_versioned_copy(raw_index, params, tmp_path):
+    # The two plot datasets as configured (the MLflow wrapper replaced by its inner dataset, so
+    # no MLflow run is needed), with their paths under tmp_path.
+    config = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog_curate.yml").read_text())
+    entries = {}
+    for name in ("curation_split_plot", "curation_split_plot_versioned"):
+        entry = config[name].get("dataset", config[name])
+        entries[name] = {**entry, "filepath": str(tmp_path / entry["filepath"])}
+    assert "versioned" not in entries["curation_split_plot"]
+    version = "2026-11-29T21.00.00.000Z"
+    on_disk = DataCatalog.from_config(entries, save_version=version)
+    run(raw_index, params, {name: on_disk[name] for name in entries})
+    reporting = tmp_path / "data/08_reporting"
+    assert (reporting / "curation_split_summary.png").stat().st_size > 0
+    versioned = reporting / "curate_figures_versioned" / version / "curate_figures_versioned"
+    assert [p.name for p in versioned.iterdir()] == ["curation_split_summary.png"]
+    # Both files hold the same picture.
+    assert (versioned / "curation_split_summary.png").read_bytes() == (
+        reporting / "curation_split_summary.png"
+    ).read_bytes()
 
 
 def test_curate_pipeline_rejects_a_view_map_outside_the_vocabulary(raw_index, params):

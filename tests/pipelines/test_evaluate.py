@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from matplotlib.figure import Figure
@@ -24,6 +26,7 @@ from covid_cxnet_pipeline.pipelines.evaluate.pipeline import (
     create_evaluation_instance,
     create_pipeline,
 )
+from tests.conftest import PROJECT_ROOT
 
 SIZE = 16
 CARD = {
@@ -314,10 +317,11 @@ def test_threshold_rule_errors_name_the_problem():
 
 
 def test_gradcam_mass_lies_in_the_lungs(predictions):
-    grid, scores, by_class, logged = nodes.gradcam_and_localisation(
+    grid, scores, by_class, logged, versioned = nodes.gradcam_and_localisation(
         brightness_model(), predictions, CARD, PARAMS
     )
     assert isinstance(grid, Figure)
+    assert versioned == {"gradcam_grid.png": grid}
     covid = scores.loc[scores["label"] == "covid", "lung_fraction"]
     np.testing.assert_allclose(covid, 1.0, atol=1e-6)
     # Explaining "not covid" for a dark image gives a zero map: no score rather than a guess.
@@ -346,9 +350,38 @@ def test_lift_is_nan_safe():
     assert by_class.to_dict() == pytest.approx({"covid": 2.0, "normal": 1.0, "all": 1.5})
 
 
-def test_evaluation_stage_runs_namespaced(model_input_index):
+def figure_datasets(namespace: str, root: Path, save_version: str) -> dict[str, Any]:
+    """The project's figure datasets of one instance, from its catalog, with paths under root.
+
+    The MLflow wrappers are replaced by their inner (unversioned) dataset, so saving them needs
+    no MLflow run; the ``*_versioned`` copies are built as configured, at ``save_version``.
+    """
+    config = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog_evaluate.yml").read_text())
+    entries = {}
+    for pattern, outer in config.items():
+        entry = outer.get("dataset", outer)
+        if entry["type"] != "matplotlib.MatplotlibDataset":
+            continue
+        filepath = str(root / entry["filepath"].replace("{namespace}", namespace))
+        entries[pattern.replace("{namespace}", namespace)] = {**entry, "filepath": filepath}
+    catalog = DataCatalog.from_config(entries, save_version=save_version)
+    return {name: catalog[name] for name in entries}
+
+
+def test_evaluation_stage_runs_namespaced(model_input_index, tmp_path):
     stage = create_evaluation_instance("train_binary")
     model = brightness_model()
+    version = "2026-11-29T21.00.00.000Z"
+    on_disk = figure_datasets("train_binary", tmp_path, version)
+    # Six figures, three versioned copies; the figures inspected below stay in memory.
+    assert len(on_disk) == 9
+    inspected = (
+        "train_binary.roc_plot",
+        "train_binary.lime_grid",
+        "train_binary.learning_curves_plot",
+    )
+    for name in inspected:
+        on_disk.pop(name)
     catalog = DataCatalog(
         {
             "model_input_index": MemoryDataset(model_input_index),
@@ -358,9 +391,32 @@ def test_evaluation_stage_runs_namespaced(model_input_index):
                 {"loss": [0.7, 0.5], "val_loss": [0.8, 0.6], "auc": [0.5, 0.9]}
             ),
             "params:evaluate": MemoryDataset(PARAMS),
+            **on_disk,
         }
     )
     outputs = SequentialRunner().run(stage, catalog)
+    reporting = tmp_path / "data/08_reporting/train_binary"
+    # figures/ (the MLflow artefacts' local copies) as before, and every figure under the same
+    # name in a timestamped folder of figures_versioned/.
+    assert {p.name for p in (reporting / "figures").iterdir()} == {
+        "confusion_matrix.png",
+        "calibration.png",
+        "gradcam_grid.png",
+    }
+    versioned = {
+        p.relative_to(reporting / "figures_versioned").as_posix()
+        for p in (reporting / "figures_versioned").rglob("*.png")
+    }
+    assert versioned == {
+        f"plots/{version}/plots/confusion_matrix.png",
+        f"plots/{version}/plots/roc_curves.png",
+        f"plots/{version}/plots/calibration.png",
+        f"plots/{version}/plots/learning_curves.png",
+        f"gradcam/{version}/gradcam/gradcam_grid.png",
+        f"lime/{version}/lime/lime_grid.png",
+    }
+    for path in (reporting / "figures_versioned").rglob("*.png"):
+        assert Image.open(path).size[0] > 100
     report = outputs["train_binary.evaluation_report"].load()
     assert report.startswith("# tiny_binary: evaluation")
     assert "1.0 = no better than uniform heat over the image" in report

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 # Features joined onto index rows (by sha256) for the filters and the canonical choice.
 _ROW_FEATURES = ("decode_error", "decoded_width", "decoded_height", "gray_std")
+# File name of the split plot in its Kedro-versioned copy (same as the MLflow artefact's).
+SPLIT_PLOT_FILE = "curation_split_summary.png"
 
 
 def _config(config_class: type, settings: dict[str, Any], key: str):
@@ -158,7 +160,7 @@ def split_and_validate(kept: pd.DataFrame, params: dict[str, Any]) -> pd.DataFra
 
 def summarise(
     curated_index: pd.DataFrame, exclusions: pd.DataFrame
-) -> tuple[pd.DataFrame, Figure, dict[str, dict]]:
+) -> tuple[pd.DataFrame, Figure, dict[str, dict], dict[str, Figure]]:
     """Counts per source x label x split as a table, a figure and MLflow metrics.
 
     Args:
@@ -166,10 +168,13 @@ def summarise(
         exclusions: the exclusion report.
 
     Returns:
-        ``(split_summary, figure, metrics)``.
+        ``(split_summary, figure, metrics, versioned)``; ``versioned`` is the figure again,
+        keyed by its file name, for the Kedro-versioned copy (MLflow keeps its own per run).
     """
     summary = split_summary(curated_index)
-    return summary, split_summary_figure(summary), curation_metrics(summary, exclusions)
+    figure = split_summary_figure(summary)
+    metrics = curation_metrics(summary, exclusions)
+    return summary, figure, metrics, {SPLIT_PLOT_FILE: figure}
 
 
 def report_copies(

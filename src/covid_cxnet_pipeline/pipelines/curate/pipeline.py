@@ -58,7 +58,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.summarise,
                 ["curated_index", "curation_exclusions"],
-                ["curation_split_summary", "curation_split_plot", "curation_metrics"],
+                [
+                    "curation_split_summary",
+                    "curation_split_plot",
+                    "curation_metrics",
+                    "curation_split_plot_versioned",
+                ],
                 name="curate_summarise",
             ),
             Node(

@@ -87,6 +87,10 @@ REPORT_GRIDS = {
     "Grad-CAM (test sample per class)": "gradcam_grid.png",
     "LIME (test sample per class)": "lime_grid.png",
 }
+# File names of evaluation_plots' figures in the order it returns them. The nodes also return
+# their figures keyed by these names for the Kedro-versioned copies (``<namespace>.*_versioned``,
+# one timestamped folder per run under data/08_reporting/<namespace>/figures_versioned/).
+FIGURE_FILES = tuple(REPORT_FIGURES.values())
 
 
 def _class_names(card: Mapping[str, Any]) -> list[str]:
@@ -338,7 +342,7 @@ def evaluation_plots(
     model_card: Mapping[str, Any],
     params: Mapping[str, Any],
     operating_point: pd.DataFrame | None = None,
-) -> tuple[Figure, Figure, Figure, Figure]:
+) -> tuple[Figure, Figure, Figure, Figure, dict[str, Figure]]:
     """Confusion matrix, ROC and calibration on the plot split, and the learning curves.
 
     The learning curves mark the card's best epoch; a binary ROC marks the operating point
@@ -352,7 +356,8 @@ def evaluation_plots(
         operating_point: output of ``evaluation_metrics`` (empty for multiclass).
 
     Returns:
-        ``(confusion, roc, calibration, learning_curves)`` figures.
+        ``(confusion, roc, calibration, learning_curves, versioned)``: the four figures, and
+        the same four keyed by their file names (``FIGURE_FILES``) for the versioned copy.
     """
     names = _class_names(model_card)
     split = params["plot_split"]
@@ -371,7 +376,8 @@ def evaluation_plots(
     for figure, title in ((confusion, "confusion"), (roc, "ROC"), (calibration, "calibration")):
         figure.suptitle(f"{model_card['name']}: {title} on {split}")
     learning.suptitle(f"{model_card['name']}: learning curves")
-    return confusion, roc, calibration, learning
+    figures = (confusion, roc, calibration, learning)
+    return *figures, dict(zip(FIGURE_FILES, figures, strict=True))
 
 
 def sample_per_class(
@@ -477,7 +483,7 @@ def gradcam_and_localisation(
     predictions: pd.DataFrame,
     model_card: Mapping[str, Any],
     params: Mapping[str, Any],
-) -> tuple[Figure, pd.DataFrame, pd.DataFrame, dict[str, dict]]:
+) -> tuple[Figure, pd.DataFrame, pd.DataFrame, dict[str, dict], dict[str, Figure]]:
     """Grad-CAM grid for a sample per class, and the lung-localisation score per image and class.
 
     Grad-CAM explains the predicted class. The localisation score is the fraction of its mass
@@ -492,7 +498,8 @@ def gradcam_and_localisation(
         params: ``evaluate`` parameters (``gradcam``, ``localisation``, ``batch_size``).
 
     Returns:
-        ``(grid figure, per-image scores, per-class scores, MLflow metrics)``.
+        ``(grid figure, per-image scores, per-class scores, MLflow metrics, versioned)``, the
+        last being ``{"gradcam_grid.png": grid}`` for the versioned copy.
     """
     names = _class_names(model_card)
     cfg = params["gradcam"]
@@ -536,7 +543,7 @@ def gradcam_and_localisation(
             value = float(getattr(row, field))
             if not math.isnan(value):
                 logged[f"localisation.{row.label}.{field}"] = {"value": value, "step": 0}
-    return grid, scores, by_class, logged
+    return grid, scores, by_class, logged, {REPORT_GRIDS["Grad-CAM (test sample per class)"]: grid}
 
 
 def lime_explanations(
@@ -544,7 +551,7 @@ def lime_explanations(
     predictions: pd.DataFrame,
     model_card: Mapping[str, Any],
     params: Mapping[str, Any],
-) -> Figure:
+) -> tuple[Figure, dict[str, Figure]]:
     """LIME explanations of the predicted class for a small seeded sample per class.
 
     Args:
@@ -554,7 +561,8 @@ def lime_explanations(
         params: ``evaluate`` parameters (``lime``).
 
     Returns:
-        A grid of LIME overlays.
+        ``(grid, versioned)``: a grid of LIME overlays, and ``{"lime_grid.png": grid}`` for the
+        versioned copy.
     """
     names = _class_names(model_card)
     cfg = params["lime"]
@@ -586,7 +594,7 @@ def lime_explanations(
         ncols=int(cfg["ncols"]),
     )
     grid.suptitle(f"{model_card['name']}: LIME of the predicted class ({cfg['split']})")
-    return grid
+    return grid, {REPORT_GRIDS["LIME (test sample per class)"]: grid}
 
 
 def _wide_estimates(metrics: pd.DataFrame) -> pd.DataFrame:

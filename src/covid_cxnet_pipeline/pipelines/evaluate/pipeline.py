@@ -54,7 +54,13 @@ def create_evaluation_template() -> Pipeline:
                     "params:evaluate",
                     "operating_point",
                 ],
-                ["confusion_plot", "roc_plot", "calibration_plot", "learning_curves_plot"],
+                [
+                    "confusion_plot",
+                    "roc_plot",
+                    "calibration_plot",
+                    "learning_curves_plot",
+                    "evaluation_plots_versioned",
+                ],
                 name="evaluation_plots",
             ),
             Node(
@@ -65,13 +71,14 @@ def create_evaluation_template() -> Pipeline:
                     "localisation_scores",
                     "localisation_by_class",
                     "localisation_mlflow",
+                    "gradcam_grid_versioned",
                 ],
                 name="gradcam_and_localisation",
             ),
             Node(
                 nodes.lime_explanations,
                 ["model", "predictions", "model_card", "params:evaluate"],
-                "lime_grid",
+                ["lime_grid", "lime_grid_versioned"],
                 name="lime_explanations",
             ),
             Node(
