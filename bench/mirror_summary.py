@@ -17,6 +17,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+# The source whose covid_source column carries the paper's nine-category attribution.
+ARMIRO = "armiro_covidcxnet"
+
 
 def _runs(tracking_uri: str) -> pd.DataFrame:
     mlflow.set_tracking_uri(tracking_uri)
@@ -54,6 +57,21 @@ def summarise_ingest(runs: pd.DataFrame, manifest: pd.DataFrame) -> None:
     )
     for i, (_, run) in enumerate(ingests.tail(2).iterrows(), start=1):
         print(f"  run {i}: {_metric(run, 'ingest.bytes_transferred'):,.0f} bytes transferred")
+    # The paper's nine-category attribution of the armiro images, then over all images.
+    for title, prefix in (
+        (ARMIRO, f"ingest.images.source.{ARMIRO}.covid_source."),
+        ("all sources", "ingest.images.covid_source."),
+    ):
+        counts = {
+            column.removeprefix("metrics." + prefix): last[column]
+            for column in last.index
+            if column.startswith("metrics." + prefix) and pd.notna(last[column])
+        }
+        if not counts:
+            print(f"  covid_source ({title}): not logged by this ingest run")
+            continue
+        parts = [f"{name}={value:.0f}" for name, value in sorted(counts.items()) if value]
+        print(f"  covid_source ({title}): " + ", ".join(parts))
 
 
 def summarise_curate(runs: pd.DataFrame) -> None:

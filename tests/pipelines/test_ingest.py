@@ -15,8 +15,12 @@ from kedro.runner import SequentialRunner
 from PIL import Image
 
 from covid_cxnet_pipeline.pipelines.ingest import create_pipeline
-from covid_cxnet_pipeline.pipelines.ingest.nodes import REPORT_COLUMNS, SourceFailedError
-from covid_cxnet_pipeline.schema import RAW_INDEX_COLUMNS, RAW_MASK_INDEX_COLUMNS
+from covid_cxnet_pipeline.pipelines.ingest.nodes import (
+    REPORT_COLUMNS,
+    SourceFailedError,
+    ingest_metrics,
+)
+from covid_cxnet_pipeline.schema import COVID_SOURCES, RAW_INDEX_COLUMNS, RAW_MASK_INDEX_COLUMNS
 from tests.conftest import PROJECT_ROOT
 from tests.http_faults import FaultPlan, FaultServer
 
@@ -124,6 +128,7 @@ def test_ingest_two_mirrored_sources_then_rerun_transfers_nothing(
     metrics = {name: value["value"] for name, value in first["ingest_metrics"].items()}
     assert metrics["images"] == len(raw_index)
     assert metrics["images.source.figure1_covid"] == 53
+    assert metrics["images.source.figure1_covid.covid_source.figure1"] == 53
     assert metrics["failures"] == 0
     assert metrics["bytes_transferred"] > 1_000_000
     assert set(first["image_store"]["path"]) >= set(raw_index["path"])
@@ -132,6 +137,46 @@ def test_ingest_two_mirrored_sources_then_rerun_transfers_nothing(
     second_metrics = {name: value["value"] for name, value in second["ingest_metrics"].items()}
     assert second_metrics["bytes_transferred"] == 0
     pd.testing.assert_frame_equal(second["raw_index"], raw_index)
+
+
+def test_ingest_metrics_count_covid_sources_overall_and_per_source():
+    # Four armiro images over two of its categories and one image of a non-COVID collection.
+    raw_index = pd.DataFrame(
+        {
+            "source_id": ["armiro", "armiro", "armiro", "armiro", "nih"],
+            "label": ["covid", "covid", "covid", "normal", "normal"],
+            "covid_source": ["sirm", "sirm", "radiopaedia", "not_covid_source", "not_covid_source"],
+        }
+    )
+    metrics = ingest_metrics(
+        raw_index=raw_index,
+        raw_mask_index=pd.DataFrame({"source_id": ["nih"]}),
+        ingest_report=pd.DataFrame({"source_id": pd.Series([], dtype=str)}),
+        source_summary=pd.DataFrame({"source_id": ["armiro", "nih"], "metadata_bytes": [10, 0]}),
+        stored_images=pd.DataFrame({"bytes_transferred": [5, 5, 5, 5, 5]}),
+        stored_masks=pd.DataFrame({"bytes_transferred": [7]}),
+    )
+    values = {name: value["value"] for name, value in metrics.items()}
+    overall = {
+        name.removeprefix("images.covid_source."): value
+        for name, value in values.items()
+        if name.startswith("images.covid_source.")
+    }
+    # Every category of the schema, absent ones as 0, so runs compare category by category.
+    assert set(overall) == set(COVID_SOURCES)
+    assert {name: value for name, value in overall.items() if value} == {
+        "sirm": 2.0,
+        "radiopaedia": 1.0,
+        "not_covid_source": 2.0,
+    }
+    assert values["images.source.armiro.covid_source.sirm"] == 2.0
+    assert values["images.source.armiro.covid_source.radiopaedia"] == 1.0
+    assert values["images.source.armiro.covid_source.not_covid_source"] == 1.0
+    assert values["images.source.nih.covid_source.not_covid_source"] == 1.0
+    assert "images.source.nih.covid_source.sirm" not in values
+    # The label counts per source are unchanged beside them.
+    assert values["images.source.armiro.covid"] == 3.0
+    assert values["bytes_transferred"] == 42.0
 
 
 def test_unavailable_source_stops_the_run_with_its_name(

@@ -23,7 +23,12 @@ from covid_cxnet_pipeline.download import (
     session_from_params,
     timeout_from_params,
 )
-from covid_cxnet_pipeline.schema import RAW_INDEX_COLUMNS, RAW_LABELS, RAW_MASK_INDEX_COLUMNS
+from covid_cxnet_pipeline.schema import (
+    COVID_SOURCES,
+    RAW_INDEX_COLUMNS,
+    RAW_LABELS,
+    RAW_MASK_INDEX_COLUMNS,
+)
 from covid_cxnet_pipeline.sources.base import (
     CANDIDATE_COLUMNS,
     MASK_CANDIDATE_COLUMNS,
@@ -297,7 +302,11 @@ def ingest_metrics(
     stored_images: pd.DataFrame,
     stored_masks: pd.DataFrame,
 ) -> dict[str, dict[str, float]]:
-    """MLflow metrics: counts per source and per label, masks, bytes transferred, failures.
+    """MLflow metrics: counts per source, label and COVID source, masks, bytes, failures.
+
+    The COVID-source counts (``images.covid_source.<category>`` over all images, and
+    ``images.source.<source_id>.covid_source.<category>`` per source) carry the paper's
+    nine-category attribution of the armiro collection (``schema.COVID_SOURCES``).
 
     Returns:
         ``{name: {"value": v, "step": 0}}`` for ``MlflowMetricsHistoryDataset``.
@@ -312,11 +321,17 @@ def ingest_metrics(
     }
     for label in RAW_LABELS:
         values[f"images.label.{label}"] = int((raw_index["label"] == label).sum())
+    for category in COVID_SOURCES:
+        values[f"images.covid_source.{category}"] = int(
+            (raw_index["covid_source"] == category).sum()
+        )
     for source_id in source_summary["source_id"]:
         in_source = raw_index[raw_index["source_id"] == source_id]
         values[f"images.source.{source_id}"] = len(in_source)
         for label, count in in_source["label"].value_counts().items():
             values[f"images.source.{source_id}.{label}"] = int(count)
+        for category, count in in_source["covid_source"].value_counts().items():
+            values[f"images.source.{source_id}.covid_source.{category}"] = int(count)
         values[f"masks.source.{source_id}"] = int((raw_mask_index["source_id"] == source_id).sum())
         values[f"failures.source.{source_id}"] = int(
             (ingest_report["source_id"] == source_id).sum()
