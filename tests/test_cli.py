@@ -5,11 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import mlflow
 import pandas as pd
 from click.testing import CliRunner
 
 from covid_cxnet_pipeline.cli import cli
 from tests.pipelines.test_predict import (
+    log_training_run,
     make_card,
     make_input_folder,
     save_bundle,
@@ -84,6 +86,30 @@ def test_missing_model_is_a_usage_error(tmp_path):
     )
     assert result.exit_code != 0
     assert "no model at" in result.output
+
+
+def test_wrong_mlflow_uri_is_a_clear_error_listing_the_run_models(tmp_path):
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        run_id, _ = log_training_run()
+    finally:
+        mlflow.set_tracking_uri(None)
+    inputs = make_input_folder(tmp_path / "inputs")
+    arguments = ["--input", str(inputs), "--output", str(tmp_path / "out")]
+    arguments += ["--tracking-uri", tracking_uri]
+    try:
+        result = CliRunner().invoke(
+            cli, ["predict", "--model", f"runs:/{run_id}/model", *arguments]
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert f"Error: no MLflow model at runs:/{run_id}/model" in result.output
+    assert f"runs:/{run_id}/train_binary (= models:/m-" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_console_script_entry_point_runs(tmp_path):

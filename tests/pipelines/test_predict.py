@@ -305,7 +305,12 @@ def test_predict_pipeline_runs_with_kedro(bundle_dir, input_dir, tmp_path):
     assert (tmp_path / "kedro_out" / "predictions.csv").is_file()
 
 
-def test_predict_from_an_mlflow_model_uri(input_dir, tmp_path):
+def log_training_run() -> tuple[str, str]:
+    """Log a tiny classifier and its U-Net as the training pipeline does, in the current store.
+
+    Returns:
+        ``(run id, model URI returned by the training node)``.
+    """
     unet = tiny_unet()
     model = tiny_classifier()
     card = {
@@ -315,13 +320,18 @@ def test_predict_from_an_mlflow_model_uri(input_dir, tmp_path):
     }
     info = {"init_requested": "random", "init_used": "random", "best_epoch": 1}
     info |= {"epochs_run": 1, "train_seconds": 0.1, "init_reason": "test"}
+    mlflow.set_experiment("predict_test")
+    with mlflow.start_run() as run:
+        uri = train_nodes.log_training_run(
+            model, card, unet, info, pd.DataFrame({"path": ["a"], "label": ["covid"]})
+        )
+    return run.info.run_id, uri
+
+
+def test_predict_from_an_mlflow_model_uri(input_dir, tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        mlflow.set_experiment("predict_test")
-        with mlflow.start_run():
-            uri = train_nodes.log_training_run(
-                model, card, unet, info, pd.DataFrame({"path": ["a"], "label": ["covid"]})
-            )
+        _, uri = log_training_run()
         bundle = inference.load_bundle(uri)
         table = inference.predict_directory(bundle, input_dir, tmp_path / "uri_out")
     finally:
@@ -329,6 +339,32 @@ def test_predict_from_an_mlflow_model_uri(input_dir, tmp_path):
     assert bundle.card["class_names"] == ["not_covid", "covid"]
     assert bundle.unet is not None
     assert (table["error"] != "").sum() == 1
+
+
+def test_wrong_mlflow_uri_names_the_models_its_run_logged(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        run_id, uri = log_training_run()
+        # Another experiment active: the run's models are still found.
+        mlflow.set_experiment("elsewhere")
+        # The classifier is logged under its instance name, not "model".
+        with pytest.raises(FileNotFoundError) as caught:
+            inference.load_bundle(f"runs:/{run_id}/model")
+        message = str(caught.value)
+        assert message.startswith(f"no MLflow model at runs:/{run_id}/model in tracking store")
+        assert f"these classifiers: runs:/{run_id}/train_binary (= {uri}). Pass" in message
+        assert (
+            f"(other models of the run: runs:/{run_id}/train_binary_unet (= models:/m-" in message
+        )
+        # The URIs the message suggests do load.
+        for suggested in (f"runs:/{run_id}/train_binary", uri):
+            assert inference.load_bundle(suggested).card["name"] == "train_binary"
+        with pytest.raises(FileNotFoundError, match="There is no run 0123abcd in this tracking"):
+            inference.load_bundle("runs:/0123abcd/train_binary")
+        with pytest.raises(FileNotFoundError, match=r"models:/<registered name>/<version>"):
+            inference.load_bundle("models:/m-0000000000")
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 def test_shared_images_predict(shared_data, bundle_dir, tmp_path):

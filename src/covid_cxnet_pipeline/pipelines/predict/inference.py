@@ -105,6 +105,74 @@ def resolve_model_file(path: str | Path) -> Path:
     )
 
 
+def mlflow_model_info(uri: str) -> Any:
+    """The MLflow ``ModelInfo`` behind a model URI, or an error that says which URIs would work.
+
+    A run's classifier is logged under its instance name, so ``runs:/<run id>/model`` finds
+    nothing; MLflow's own error ("Failed to download artifacts from path 'MLmodel'") does not say
+    so. For a ``runs:/`` URI the error lists the models that run logged, each with its URI.
+
+    Args:
+        uri: ``runs:/<run id>/<name>``, ``models:/<model id>``, ``models:/<name>/<version>``...
+
+    Returns:
+        ``mlflow.models.get_model_info(uri)``.
+
+    Raises:
+        FileNotFoundError: no MLflow model at ``uri`` in the current tracking store.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.models.get_model_info(uri)
+    except MlflowException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise FileNotFoundError(
+            f"no MLflow model at {uri} in tracking store {mlflow.get_tracking_uri()} ({reason}). "
+            + _mlflow_uri_hint(uri)
+        ) from error
+
+
+def _mlflow_uri_hint(uri: str) -> str:
+    """What to pass instead of ``uri``: the models its run logged, or the URI forms that work."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    forms = (
+        "Use runs:/<run id>/<logged model name> (e.g. runs:/<run id>/train_binary), "
+        "models:/<model id> (models:/m-...) or models:/<registered name>/<version>; "
+        "set --tracking-uri / MLFLOW_TRACKING_URI to the store the training run wrote"
+    )
+    if not uri.startswith("runs:/"):
+        return forms + "."
+    run_id = uri.removeprefix("runs:/").split("/", 1)[0]
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+        # Without experiment_ids MLflow searches only the active experiment.
+        logged = mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run_id}'",
+            output_format="list",
+        )
+    except MlflowException:
+        return f"There is no run {run_id} in this tracking store. {forms}."
+    if not logged:
+        return f"Run {run_id} logged no MLflow model. {forms}."
+    # Only models logged with a model card are classifiers predict can use (not the U-Net).
+    classifiers, others = [], []
+    for model in sorted(logged, key=lambda model: model.name):
+        entry = f"runs:/{run_id}/{model.name} (= {model.model_uri})"
+        metadata = mlflow.models.get_model_info(model.model_uri).metadata or {}
+        (classifiers if "model_card" in metadata else others).append(entry)
+    hint = f"Run {run_id} logged "
+    if classifiers:
+        hint += f"these classifiers: {'; '.join(classifiers)}. Pass one of these URIs as --model"
+    else:
+        hint += "no classifier with a model card"
+    return hint + (f" (other models of the run: {'; '.join(others)})." if others else ".")
+
+
 def _has_card(model_file: Path) -> bool:
     try:
         beside_model(model_file, "model_card.json")
@@ -199,7 +267,7 @@ def load_bundle(model: str, unet: str | None = None) -> ClassifierBundle:
         import mlflow
         import mlflow.keras
 
-        metadata = mlflow.models.get_model_info(model).metadata or {}
+        metadata = mlflow_model_info(model).metadata or {}
         if "model_card" not in metadata:
             raise ValueError(
                 f"MLflow model {model} has no model_card metadata: log it with the training "
@@ -243,7 +311,7 @@ def _file_operating_threshold(model_file: Path) -> dict[str, Any] | None:
 def _mlflow_operating_threshold(model: str, card: Mapping[str, Any]) -> dict[str, Any] | None:
     import mlflow
 
-    run_id = mlflow.models.get_model_info(model).run_id
+    run_id = mlflow_model_info(model).run_id
     if not run_id:
         return None
     try:
@@ -273,6 +341,7 @@ def _load_unet(source: str) -> Any:
     if is_model_uri(source):
         import mlflow.keras
 
+        mlflow_model_info(source)  # a clear error for a wrong URI before MLflow's own
         return mlflow.keras.load_model(source)
     return _load_keras(resolve_model_file(source))
 
