@@ -35,6 +35,22 @@ def _metric(run: pd.Series, key: str) -> float:
     return float(run.get(f"metrics.{key}", float("nan")))
 
 
+def _last(runs: pd.DataFrame, name: str) -> pd.Series | None:
+    """The latest finished run named ``name``, or None."""
+    named = _named(runs, name)
+    return None if named.empty else named.iloc[-1]
+
+
+def _metrics_under(run: pd.Series, prefix: str) -> dict[str, float]:
+    """Logged metrics whose key starts with ``prefix``, keyed by the rest of the key."""
+    full = f"metrics.{prefix}"
+    return {
+        column.removeprefix(full): float(run[column])
+        for column in run.index
+        if column.startswith(full) and pd.notna(run[column])
+    }
+
+
 def _with_ci(run: pd.Series, key: str) -> str:
     estimate, low, high = (_metric(run, key + s) for s in ("", ".ci_lower", ".ci_upper"))
     return f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
@@ -42,10 +58,10 @@ def _with_ci(run: pd.Series, key: str) -> str:
 
 def summarise_ingest(runs: pd.DataFrame, manifest: pd.DataFrame) -> None:
     ingests = _named(runs, "ingest")
-    if ingests.empty:
+    last = _last(runs, "ingest")
+    if last is None:
         print("ingest: no finished run")
         return
-    last = ingests.iloc[-1]
     expected = manifest[manifest["kind"] == "image"].groupby("source_id").size()
     print("\n## ingest: images per source (raw_index vs manifest.csv kind=image)")
     for source, count in expected.items():
@@ -62,11 +78,7 @@ def summarise_ingest(runs: pd.DataFrame, manifest: pd.DataFrame) -> None:
         (ARMIRO, f"ingest.images.source.{ARMIRO}.covid_source."),
         ("all sources", "ingest.images.covid_source."),
     ):
-        counts = {
-            column.removeprefix("metrics." + prefix): last[column]
-            for column in last.index
-            if column.startswith("metrics." + prefix) and pd.notna(last[column])
-        }
+        counts = _metrics_under(last, prefix)
         if not counts:
             print(f"  covid_source ({title}): not logged by this ingest run")
             continue
@@ -75,26 +87,21 @@ def summarise_ingest(runs: pd.DataFrame, manifest: pd.DataFrame) -> None:
 
 
 def summarise_curate(runs: pd.DataFrame) -> None:
-    curates = _named(runs, "curate")
-    if curates.empty:
+    run = _last(runs, "curate")
+    if run is None:
         return
-    run = curates.iloc[-1]
     print("\n## curate")
     for prefix in ("curate.kept", "curate.excluded"):
-        keys = sorted(
-            c[8:] for c in run.index if c.startswith(f"metrics.{prefix}.") and pd.notna(run[c])
-        )
-        parts = [
-            f"{k[len(prefix) + 1 :]}={run['metrics.' + k]:.0f}" for k in keys if k.count(".") == 2
-        ]
+        # One level below the prefix (kept.<split>, excluded.<reason>), not kept.<split>.<label>.
+        counts = _metrics_under(run, prefix + ".")
+        parts = [f"{key}={value:.0f}" for key, value in sorted(counts.items()) if "." not in key]
         print(f"  {prefix} {_metric(run, prefix):.0f}: " + ", ".join(parts))
 
 
 def summarise_segmentation(runs: pd.DataFrame) -> None:
-    segs = _named(runs, "train_segmentation")
-    if segs.empty:
+    run = _last(runs, "train_segmentation")
+    if run is None:
         return
-    run = segs.iloc[-1]
     print("\n## train_segmentation")
     print(
         f"  validation Dice {_metric(run, 'segmentation.validation_dice'):.3f}, "
@@ -118,10 +125,9 @@ def summarise_preprocess(runs: pd.DataFrame) -> None:
 
 
 def summarise_classifier(runs: pd.DataFrame, name: str) -> None:
-    trained = _named(runs, name)
-    if trained.empty:
+    run = _last(runs, name)
+    if run is None:
         return
-    run = trained.iloc[-1]
     print(f"\n## {name} (test split, 95% bootstrap CIs)")
     for key in ("accuracy", "macro_f1", "macro_auc", "sensitivity", "specificity"):
         if f"metrics.{name}.test.{key}" in run.index and pd.notna(
