@@ -456,6 +456,55 @@ def test_archive_files_are_linked_into_the_store_and_stay_for_reruns(tmp_path, m
     assert [p.name for p in copied.parent.iterdir() if p.name.startswith(".")] == []
 
 
+def test_rerun_with_archive_rows_neither_hashes_nor_decodes_again(tmp_path, monkeypatch):
+    from covid_cxnet_pipeline import download
+
+    root = tmp_path / "cache" / "extracted"
+    requests_ = []
+    for index in range(2):
+        local = root / "images" / f"0000000{index}_000.png"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(png_bytes(6 + index, 5, seed=20 + index))
+        url = f"https://example.org/images_001.tar.gz#images/{local.name}"
+        requests_.append(
+            FetchRequest(key=str(index), url=url, name=local.name, local_path=str(local))
+        )
+    store = ImageStore(tmp_path / "store")
+    ledger_path = tmp_path / "store" / "ledger.jsonl"
+    first = fetch_many(requests_, store, UrlLedger(ledger_path), progress=False)
+    assert sorted(first.stored) == ["0", "1"] and first.failures == []
+    assert first.stored["1"].width == 7
+
+    calls = {"probe": 0, "hash": 0}
+
+    def counting_probe(path):
+        calls["probe"] += 1
+        return probe_image(path)
+
+    real_hash = download.sha256_file
+
+    def counting_hash(path):
+        calls["hash"] += 1
+        return real_hash(path)
+
+    monkeypatch.setattr(download, "sha256_file", counting_hash)
+    again = fetch_many(
+        requests_, store, UrlLedger(ledger_path), validate=counting_probe, progress=False
+    )
+    assert calls == {"probe": 0, "hash": 0}
+    assert {k: (v.sha256, v.path, v.width, v.height) for k, v in again.stored.items()} == {
+        k: (v.sha256, v.path, v.width, v.height) for k, v in first.stored.items()
+    }
+
+    # A ledger hit whose stored file is gone is stored again from the extraction.
+    first.stored["0"].path.unlink()
+    healed = fetch_many(
+        requests_, store, UrlLedger(ledger_path), validate=counting_probe, progress=False
+    )
+    assert calls == {"probe": 1, "hash": 1}
+    assert healed.stored["0"].path.is_file()
+
+
 def test_undecodable_reason_names_no_staging_path(server, tmp_path):
     server.plan.files["/not_an_image.png"] = b"<html>moved</html>"
     batch = fetch_many(

@@ -551,7 +551,8 @@ class FetchRequest:
 
     Attributes:
         key: the caller's id for it (an image_id).
-        url: where it comes from (also the ledger key when it is downloaded).
+        url: where it comes from, and its ledger key ("<archive url>#<member>" for an archive
+            member; "" keeps a local file out of the ledger).
         name: its upstream name, for the stored extension.
         local_path: a file already on disk (extracted from an archive): it is validated and
             copied into the store instead of downloaded.
@@ -738,12 +739,16 @@ def _fetch_one(
     validate: Callable[[Path], tuple[int, int]] | None,
 ) -> StoredFile:
     ext = store_extension(request.name)
+    # Archive members carry a unique "<archive url>#<member>" too: looking them up first spares
+    # a re-run hashing and fully decoding every extracted image again. A file without a URL
+    # has no ledger key and is always stored afresh.
+    if request.url:
+        known = ledger.get(request.url)
+        if known is not None and known.ext == ext and store.contains(known.sha256, ext, known.size):
+            path = store.path_for(known.sha256, ext)
+            return StoredFile(known.sha256, known.size, path, known.width, known.height, 0)
     if request.local_path:
-        return _store_local(request, store, ext, validate)
-    known = ledger.get(request.url)
-    if known is not None and known.ext == ext and store.contains(known.sha256, ext, known.size):
-        path = store.path_for(known.sha256, ext)
-        return StoredFile(known.sha256, known.size, path, known.width, known.height, 0)
+        return _store_local(request, store, ledger, ext, validate)
     staging = store.staging_dir / f"{hashlib.sha1(request.url.encode()).hexdigest()}{ext}"
     try:
         try:
@@ -769,6 +774,7 @@ def _fetch_one(
 def _store_local(
     request: FetchRequest,
     store: ImageStore,
+    ledger: UrlLedger,
     ext: str,
     validate: Callable[[Path], tuple[int, int]] | None,
 ) -> StoredFile:
@@ -777,10 +783,13 @@ def _store_local(
         raise _FetchFailed(f"missing extracted file {source}", "store")
     width, height = _validate(validate, source)
     sha256 = sha256_file(source)
+    size = source.stat().st_size
     # A link, not a move: the extraction stays complete, so a re-run lists the same files;
     # not a copy either, so tens of GB of archive images do not take their space twice.
     path = store.put(source, ext, sha256=sha256, link=True)
-    return StoredFile(sha256, source.stat().st_size, path, width, height, 0)
+    if request.url:
+        ledger.record(LedgerEntry(request.url, sha256, size, ext, width, height))
+    return StoredFile(sha256, size, path, width, height, 0)
 
 
 def _validate(validate: Callable[[Path], tuple[int, int]] | None, path: Path) -> tuple[int, int]:
