@@ -123,6 +123,17 @@ def test_log_keras_model_with_signature_loads_back(tracking):
     )
 
 
+def test_log_keras_model_stores_metadata_in_the_mlmodel_file(tracking):
+    model = tiny_model(1)
+    example = np.zeros((1, 32, 32, 3), dtype=np.float32)
+    card = {"name": "tiny", "classes": ["normal", "covid"]}
+    with mlflow.start_run():
+        with_card = log_keras_model(model, "tiny_card", example, metadata={"model_card": card})
+        without = log_keras_model(model, "tiny_plain", example)
+    assert mlflow.models.get_model_info(with_card).metadata == {"model_card": card}
+    assert not mlflow.models.get_model_info(without).metadata
+
+
 def test_learning_curve_figure_has_one_panel_per_metric():
     figure = learning_curve_figure(HISTORY, title="binary")
     assert isinstance(figure, matplotlib.figure.Figure)

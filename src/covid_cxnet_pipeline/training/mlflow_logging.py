@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import keras
 import matplotlib.figure
@@ -107,6 +108,7 @@ def log_keras_model(
     name: str,
     input_example: np.ndarray,
     save_example: bool = False,
+    metadata: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Log a Keras 3 model as an MLflow model (``mlflow.keras`` flavour) with its signature.
 
@@ -119,6 +121,8 @@ def log_keras_model(
         name: Model name inside the run (MLflow 3 ``name=``), e.g. ``"covid_cxnet_binary"``.
         input_example: A small float32 batch ``(n, h, w, c)`` shaped like the model's input.
         save_example: Also store ``input_example`` with the model.
+        metadata: Stored in the MLmodel file (``mlflow.keras.log_model(metadata=...)``), e.g.
+            ``{"model_card": card}`` so a loader of the URI finds the model card.
 
     Returns:
         The logged model's URI (``models:/<model id>``), or None without an active run.
@@ -133,6 +137,7 @@ def log_keras_model(
         name=name,
         signature=signature,
         input_example=example if save_example else None,
+        metadata=dict(metadata) if metadata is not None else None,
         pip_requirements=_pip_requirements(),
     )
     logger.info("Logged model %s as %s", name, info.model_uri)

@@ -449,8 +449,6 @@ def log_training_run(
         The MLflow model URI, or ``""`` when no MLflow run is active (e.g. in unit tests).
     """
     import mlflow
-    import mlflow.keras
-    from mlflow.models import infer_signature
 
     from covid_cxnet_pipeline.training import mlflow_logging
 
@@ -468,29 +466,16 @@ def log_training_run(
     card = dict(model_card)
     if model_card["preprocessing"]["params"].get("use_lung_roi", True):
         unet_input = np.zeros((1, *unet_model.input_shape[1:]), dtype=np.float32)
-        unet_signature = infer_signature(unet_input, unet_model.predict_on_batch(unet_input))
-        card["unet_model_uri"] = mlflow.keras.log_model(
-            unet_model,
-            name=f"{name}_unet",
-            signature=unet_signature,
-            pip_requirements=mlflow_logging._pip_requirements(),
-        ).model_uri
+        card["unet_model_uri"] = mlflow_logging.log_keras_model(
+            unet_model, f"{name}_unet", unet_input
+        )
     height, width = model_card["input_size"]
     example = np.zeros((1, height, width, model_card["channels"]), dtype=np.float32)
-    signature = infer_signature(example, np.asarray(model.predict_on_batch(example)))
-    # mlflow_logging.log_keras_model has no ``metadata`` argument yet; the card must travel
-    # inside the MLmodel file, so the model is logged here with the same pinned requirements.
-    info = mlflow.keras.log_model(
-        model,
-        name=name,
-        signature=signature,
-        metadata={"model_card": card},
-        pip_requirements=mlflow_logging._pip_requirements(),
-    )
+    # The card travels inside the MLmodel file, so predict on the URI finds it.
+    model_uri = mlflow_logging.log_keras_model(model, name, example, metadata={"model_card": card})
     mlflow.log_dict(card, f"{name}/model_card.json")
-    mlflow.set_tag(f"{name}.model_uri", info.model_uri)
-    logger.info("Logged %s as %s", name, info.model_uri)
-    return info.model_uri
+    mlflow.set_tag(f"{name}.model_uri", model_uri)
+    return model_uri
 
 
 def train_repeat_seeds(model_input_index: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
