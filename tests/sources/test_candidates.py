@@ -17,6 +17,7 @@ from covid_cxnet_pipeline.sources.candidates import (
     mask_frame,
     read_metadata_csv,
     read_text,
+    require_columns,
     safe_relpath,
     setting,
 )
@@ -98,3 +99,15 @@ def test_setting_names_the_missing_parameter():
     with pytest.raises(KeyError, match=r"ingest\.sources\.toy\.metadata_path"):
         setting({}, "toy", "metadata_path")
     assert folder("/images") == "images/" and folder("") == ""
+
+
+def test_require_columns_names_the_table_the_missing_columns_and_the_hint():
+    import pandas as pd
+
+    table = pd.DataFrame({"a": ["1"], "c": ["2"]})
+    require_columns(table, ("a", "c"), where="src: meta.csv", hint="unused")
+    with pytest.raises(ValueError) as raised:
+        require_columns(table, ("a", "b", "d"), where="src: meta.csv", kind="NIH", hint="check X")
+    assert str(raised.value) == "src: meta.csv lacks the NIH columns ['b', 'd']; check X"
+    with pytest.raises(ValueError, match=r"^src: m lacks the columns \['b'\]; h$"):
+        require_columns(table, ("b",), where="src: m", hint="h")

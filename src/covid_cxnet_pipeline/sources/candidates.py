@@ -134,6 +134,27 @@ def read_metadata_csv(path: Path) -> pd.DataFrame:
     return frame.drop(columns=empty_named)
 
 
+def require_columns(
+    table: pd.DataFrame, required: Iterable[str], *, where: str, kind: str = "", hint: str
+) -> None:
+    """Refuse an upstream table that lacks any of the columns an adapter reads.
+
+    Args:
+        table: the table as read.
+        required: the column names it must have.
+        where: what the table is, for the message ("<source_id>: <path>").
+        kind: the family of columns ("NIH", "ieee8023"), or "" for none.
+        hint: what the user should check, after the list of missing columns.
+
+    Raises:
+        ValueError: naming ``where``, the missing columns and ``hint``.
+    """
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        family = f"{kind} " if kind else ""
+        raise ValueError(f"{where} lacks the {family}columns {missing}; {hint}")
+
+
 def candidate_row(
     source_id: str,
     upstream_path: str,

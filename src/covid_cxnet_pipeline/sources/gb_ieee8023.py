@@ -19,6 +19,7 @@ from covid_cxnet_pipeline.sources.candidates import (
     folder,
     mask_frame,
     read_metadata_csv,
+    require_columns,
     safe_relpath,
     setting,
 )
@@ -92,12 +93,12 @@ class GeneralBlockchainIeee8023(SourceAdapter):
         images_dir = folder(setting(self.config, self.source_id, "images_dir"))
         structures = dict(setting(self.config, self.source_id, "mask_structures"))
         table = read_metadata_csv(client.fetch_metadata(structure_path))
-        missing = [column for column in STRUCTURE_COLUMNS if column not in table.columns]
-        if missing:
-            raise ValueError(
-                f"{self.source_id}: {structure_path} lacks the columns {missing} "
-                f"(ingest.sources.{self.source_id}.structure_path)"
-            )
+        require_columns(
+            table,
+            STRUCTURE_COLUMNS,
+            where=f"{self.source_id}: {structure_path}",
+            hint=f"check ingest.sources.{self.source_id}.structure_path",
+        )
         wanted = set(images["image_id"])
         rows = []
         for row_number, record in enumerate(table.to_dict(orient="records"), start=1):

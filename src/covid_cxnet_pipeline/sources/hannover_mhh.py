@@ -19,6 +19,7 @@ from covid_cxnet_pipeline.sources.candidates import (
     folder,
     is_image_path,
     read_metadata_csv,
+    require_columns,
     safe_relpath,
 )
 from covid_cxnet_pipeline.sources.labels import clean_id, normalise_sex, parse_age
@@ -62,12 +63,12 @@ class HannoverMhhAdapter(SourceAdapter):
         """One row per ``data.csv`` record whose image name is safe."""
         path = client.fetch_metadata(str(self.config.get("metadata_path", "data.csv")))
         metadata = read_metadata_csv(path)
-        missing = [column for column in REQUIRED_COLUMNS if column not in metadata.columns]
-        if missing:
-            raise ValueError(
-                f"{self.source_id}: {path} lacks the columns {missing}; is "
-                f"ingest.sources.{self.source_id}.metadata_path the repository's data.csv?"
-            )
+        require_columns(
+            metadata,
+            REQUIRED_COLUMNS,
+            where=f"{self.source_id}: {path}",
+            hint=f"is ingest.sources.{self.source_id}.metadata_path the repository's data.csv?",
+        )
         images_dir = folder(str(self.config.get("images_dir", "png/")))
         extension = str(self.config.get("image_extension", ".png"))
         modalities = self.config.get("modalities", ["CR", "DX"])

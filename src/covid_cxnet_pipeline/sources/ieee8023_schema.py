@@ -23,6 +23,7 @@ from covid_cxnet_pipeline.sources.candidates import (
     candidate_row,
     image_files,
     read_metadata_csv,
+    require_columns,
     safe_relpath,
 )
 from covid_cxnet_pipeline.sources.labels import clean_id, finding_label, normalise_sex, parse_age
@@ -48,12 +49,14 @@ def read_ieee8023_metadata(path: Path, source_id: str) -> pd.DataFrame:
         ValueError: a required column is missing (not an ieee8023-style file).
     """
     metadata = read_metadata_csv(path)
-    missing = [column for column in REQUIRED_COLUMNS if column not in metadata.columns]
-    if missing:
-        raise ValueError(
-            f"{source_id}: {path} lacks the ieee8023 columns {missing}; is metadata_path in "
-            f"ingest.sources.{source_id} pointing at an ieee8023-style metadata.csv?"
-        )
+    require_columns(
+        metadata,
+        REQUIRED_COLUMNS,
+        where=f"{source_id}: {path}",
+        kind="ieee8023",
+        hint=f"is metadata_path in ingest.sources.{source_id} pointing at an ieee8023-style "
+        "metadata.csv?",
+    )
     return metadata
 
 

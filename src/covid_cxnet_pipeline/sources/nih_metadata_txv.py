@@ -15,7 +15,12 @@ from typing import ClassVar
 import pandas as pd
 
 from covid_cxnet_pipeline.sources.base import CANDIDATE_COLUMNS, SourceAdapter, register
-from covid_cxnet_pipeline.sources.candidates import candidate_frame, read_metadata_csv, setting
+from covid_cxnet_pipeline.sources.candidates import (
+    candidate_frame,
+    read_metadata_csv,
+    require_columns,
+    setting,
+)
 from covid_cxnet_pipeline.sources.protocol import SourceClient
 
 logger = logging.getLogger(__name__)
@@ -44,12 +49,13 @@ def read_nih_labels(path: Path, source_id: str) -> pd.DataFrame:
         ValueError: a required column is missing.
     """
     labels = read_metadata_csv(path)
-    missing = [column for column in NIH_COLUMNS if column not in labels.columns]
-    if missing:
-        raise ValueError(
-            f"{source_id}: {path} lacks the NIH columns {missing}; does "
-            f"ingest.sources.{source_id} point at Data_Entry_2017*.csv from ChestX-ray14?"
-        )
+    require_columns(
+        labels,
+        NIH_COLUMNS,
+        where=f"{source_id}: {path}",
+        kind="NIH",
+        hint=f"does ingest.sources.{source_id} point at Data_Entry_2017*.csv from ChestX-ray14?",
+    )
     labels["Image Index"] = labels["Image Index"].str.strip()
     labels = labels.drop_duplicates("Image Index")
     return labels.set_index("Image Index", drop=False)
