@@ -263,11 +263,13 @@ def load_bundle(model: str, unet: str | None = None) -> ClassifierBundle:
         FileNotFoundError: the model, its card or its U-Net cannot be found.
         ValueError: the card is unusable, or its U-Net digest does not match the U-Net found.
     """
-    if is_model_uri(model):
+    from_mlflow = is_model_uri(model)
+    if from_mlflow:
         import mlflow
         import mlflow.keras
 
-        metadata = mlflow_model_info(model).metadata or {}
+        info = mlflow_model_info(model)
+        metadata = info.metadata or {}
         if "model_card" not in metadata:
             raise ValueError(
                 f"MLflow model {model} has no model_card metadata: log it with the training "
@@ -292,8 +294,8 @@ def load_bundle(model: str, unet: str | None = None) -> ClassifierBundle:
             )
         segmenter = _load_unet(unet_source)
         _check_unet_digest(segmenter, card, unet_source)
-    if is_model_uri(model):
-        operating = _mlflow_operating_threshold(model, card)
+    if from_mlflow:
+        operating = _mlflow_operating_threshold(model, info.run_id, card)
     else:
         operating = _file_operating_threshold(model_file)
     threshold = _checked_threshold(operating, card, model)
@@ -308,10 +310,11 @@ def _file_operating_threshold(model_file: Path) -> dict[str, Any] | None:
         return None
 
 
-def _mlflow_operating_threshold(model: str, card: Mapping[str, Any]) -> dict[str, Any] | None:
+def _mlflow_operating_threshold(
+    model: str, run_id: str | None, card: Mapping[str, Any]
+) -> dict[str, Any] | None:
     import mlflow
 
-    run_id = mlflow_model_info(model).run_id
     if not run_id:
         return None
     try:
