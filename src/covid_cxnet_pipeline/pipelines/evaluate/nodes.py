@@ -247,10 +247,11 @@ def evaluation_metrics(
         operating-point table (empty for multiclass) and the MLflow metrics dict.
     """
     names = _class_names(model_card)
-    splits = [s for s in params["splits"] if (predictions["split"] == s).any()]
+    splits = available_splits(predictions, params["splits"])
+    arrays = {split: split_arrays(predictions, split, names) for split in splits}
     tables, confusions = [], []
     for split in splits:
-        y_true, y_prob = split_arrays(predictions, split, names)
+        y_true, y_prob = arrays[split]
         table = _ci_rows(split, 0.5, y_true, y_prob, names=names, params=params)
         loss = {"split": split, "decision": DEFAULT, "threshold": 0.5, "metric": "loss"}
         loss.update(estimate=_log_loss(y_true, y_prob), ci_lower=math.nan, ci_upper=math.nan)
@@ -262,19 +263,19 @@ def evaluation_metrics(
     operating = pd.DataFrame(columns=list(OPERATING_POINT_COLUMNS))
     rule = params["threshold"]
     if len(names) == 2 and "validation" in splits:
-        y_val, p_val = split_arrays(predictions, "validation", names)
+        y_val, p_val = arrays["validation"]
         report = [s for s in rule["report_on"] if s in splits and s != "validation"]
         operating = operating_point_report(
             y_val,
             p_val,
-            {split: split_arrays(predictions, split, names) for split in report},
+            {split: arrays[split] for split in report},
             rule=rule["rule"],
             target_sensitivity=rule.get("target_sensitivity"),
             fixed_threshold=rule.get("fixed_threshold"),
         )[list(OPERATING_POINT_COLUMNS)]
         threshold = float(operating["threshold"].iloc[0])
         for split in report:
-            y_true, y_prob = split_arrays(predictions, split, names)
+            y_true, y_prob = arrays[split]
             tables.append(
                 _ci_rows(
                     split,
