@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageOps
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from covid_cxnet_pipeline.curation.dedup import (
     DedupConfig,
@@ -127,6 +129,44 @@ def test_undecodable_and_missing_files_are_reported_not_raised(tmp_path):
     features = compute_features(index, FeatureConfig(), tmp_path / "cache.parquet")
     assert features["decode_error"].str.len().gt(0).all()
     assert find_duplicate_pairs(features, DedupConfig()).empty
+
+
+def test_dicom_files_get_features_like_the_same_picture_as_png(tmp_path):
+    # 12-bit MONOCHROME1 without window: decoded by stretching min-max, then inverted.
+    picture = np.asarray(synthetic_picture(4, size=(48, 32)), dtype=np.uint16)
+    stored = picture * 15 + 100
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.SOPClassUID = SecondaryCaptureImageStorage
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.set_pixel_data(stored, "MONOCHROME1", 12)
+    dicom = tmp_path / "film"  # no extension: found by its DICM marker
+    dataset.save_as(dicom, enforce_file_format=True)
+    low, high = float(stored.min()), float(stored.max())
+    expected = 255 - np.rint((stored - low) * (255.0 / (high - low))).astype(np.uint8)
+    png = save_image(Image.fromarray(expected), tmp_path / "film.png")
+    index = pd.DataFrame(
+        {
+            "sha256": [hashlib.sha256(dicom.read_bytes()).hexdigest(), png["sha256"]],
+            "path": [str(dicom), png["path"]],
+        }
+    )
+    features = compute_features(index, FeatureConfig(), tmp_path / "cache.parquet")
+    assert features["decode_error"].tolist() == ["", ""]
+    assert features["decoded_width"].tolist() == [48, 48]
+    assert features["decoded_height"].tolist() == [32, 32]
+    assert features["phash"].iloc[0] == features["phash"].iloc[1]
+    assert features["thumbnail"].iloc[0] == features["thumbnail"].iloc[1]
+    assert features["gray_std"].iloc[0] == features["gray_std"].iloc[1] > 0
+
+
+def test_cache_key_changes_with_the_features_version(monkeypatch):
+    from covid_cxnet_pipeline.curation import features
+
+    current = FeatureConfig().key()
+    monkeypatch.setattr(features, "FEATURES_VERSION", features.FEATURES_VERSION - 1)
+    assert FeatureConfig().key() != current  # rows of the older decoder are recomputed
 
 
 def test_real_duplicates_from_shared_data_are_grouped(shared_data, tmp_path):

@@ -21,6 +21,13 @@ import pandas as pd
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from covid_cxnet_pipeline.imaging.decode import (
+    ImageDecodeError,
+    detect_file_format,
+    load_grayscale,
+    min_max_to_uint8,
+)
+
 logger = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = (
@@ -33,6 +40,10 @@ FEATURE_COLUMNS = (
     "phash",  # hex perceptual hash of the border-trimmed image
     "thumbnail",  # thumb_size x thumb_size uint8 gray of the border-trimmed image, raw bytes
 )
+
+# Part of every cache key: bump it when the decoding changes what a row holds for the same
+# configuration. 2: DICOM files are decoded (version 1 recorded them all as undecodable).
+FEATURES_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -60,62 +71,45 @@ class FeatureConfig:
 
     def key(self) -> str:
         """A short stable digest of the configuration, stored beside cached rows."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        blob = json.dumps({**asdict(self), "version": FEATURES_VERSION}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Min-max scale any numeric 2-D array to uint8 (16-bit PNG, DICOM, float TIFF)."""
-    array = array.astype(np.float64)
-    low, high = float(np.min(array)), float(np.max(array))
-    if high <= low:
-        return np.zeros(array.shape, dtype=np.uint8)
-    return np.round((array - low) * (255.0 / (high - low))).astype(np.uint8)
-
-
-def _read_dicom_gray(path: Path) -> np.ndarray:
-    """Gray uint8 pixels of a DICOM file (MONOCHROME1 inverted so that bone is bright)."""
-    import pydicom
-
-    dataset = pydicom.dcmread(str(path))
-    pixels = _to_uint8(np.asarray(dataset.pixel_array, dtype=np.float64))
-    if pixels.ndim == 3:  # multi-frame or colour: keep the first plane
-        pixels = pixels[..., 0] if pixels.shape[-1] in (3, 4) else pixels[0]
-    if str(dataset.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        pixels = 255 - pixels
-    return pixels
-
-
-def _is_dicom(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(128)
-        return handle.read(4) == b"DICM"
-
-
-def load_gray(path: str | Path, work_side: int = 512) -> np.ndarray:
+def load_gray(path: str | Path, work_side: int = 512) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode one image file to a gray uint8 array whose longest side is at most ``work_side``.
+
+    DICOM goes through :func:`imaging.decode.load_grayscale` (rescale, VOI window, MONOCHROME1
+    inversion); every other file through Pillow with JPEG draft decoding.
 
     Args:
         path: image file (PNG, JPEG, WebP, TIFF, BMP, DICOM...).
         work_side: longest side of the returned array (smaller images are not enlarged).
 
     Returns:
-        A 2-D uint8 array.
+        A 2-D uint8 array and the file's full ``(width, height)`` as stored, before any
+        reduction or EXIF rotation.
     """
     path = Path(path)
-    if path.suffix.lower() in (".dcm", ".dicom") or _is_dicom(path):
-        image = Image.fromarray(_read_dicom_gray(path))
+    try:
+        is_dicom = detect_file_format(path) == "dicom"
+    except ImageDecodeError:
+        # Unknown to imaging.decode (e.g. TIFF) or unreadable: Pillow decides and reports below.
+        is_dicom = False
+    if is_dicom:
+        image = Image.fromarray(load_grayscale(path))
+        size = image.size
     else:
         image = Image.open(path)
+        size = image.size  # before draft(), which shrinks the reported size
         # JPEG draft decoding at a reduced scale is several times faster on big radiographs.
         image.draft("L", (work_side, work_side))
         image = ImageOps.exif_transpose(image)
         if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            image = Image.fromarray(_to_uint8(np.asarray(image)))
+            image = Image.fromarray(min_max_to_uint8(np.asarray(image)))
         elif image.mode != "L":
             image = image.convert("RGBA").convert("L") if "A" in image.mode else image.convert("L")
     image.thumbnail((work_side, work_side), Image.Resampling.LANCZOS)
-    return np.asarray(image, dtype=np.uint8)
+    return np.asarray(image, dtype=np.uint8), size
 
 
 def trim_borders(gray: np.ndarray, trim_std: float, max_fraction: float) -> np.ndarray:
@@ -168,9 +162,7 @@ def image_features(path: str | Path, config: FeatureConfig) -> dict[str, Any]:
         "thumbnail": b"",
     }
     try:
-        with Image.open(path) as probe:
-            width, height = probe.size
-        gray = load_gray(path, config.work_side)
+        gray, (width, height) = load_gray(path, config.work_side)
     except Exception as error:  # any decoder failure is a property of the file, recorded
         return {"decode_error": f"{type(error).__name__}: {error}"[:300], **empty}
     small = np.asarray(Image.fromarray(gray).resize((64, 64), Image.Resampling.BOX), np.float64)

@@ -180,12 +180,21 @@ def _pillow_to_gray(image: Image.Image, alpha: str) -> np.ndarray:
     if mode.startswith("I;16") or mode == "I":
         return _to_uint8_by_bit_range(np.asarray(image).astype(np.int64))
     if mode == "F":
-        return _min_max_to_uint8(np.asarray(image, dtype=np.float64))
+        return min_max_to_uint8(np.asarray(image, dtype=np.float64))
     # RGB, CMYK, YCbCr, LAB, HSV: go through RGB so the luma weights are the same everywhere.
     return np.clip(np.rint(_luma(np.asarray(image.convert("RGB")))), 0, 255).astype(np.uint8)
 
 
-def _min_max_to_uint8(values: np.ndarray) -> np.ndarray:
+def min_max_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Stretch any numeric array min-max onto 0..255 (all zeros when it is constant).
+
+    Args:
+        values: Numeric array of any shape; computed in float64 whatever its dtype.
+
+    Returns:
+        ``uint8`` array of the same shape, rounded half to even.
+    """
+    values = np.asarray(values, dtype=np.float64)
     low, high = float(np.min(values)), float(np.max(values))
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
