@@ -59,6 +59,16 @@ def test_roc_curves_carry_aucs_in_the_legend():
     _renders(figure)
 
 
+def test_roc_curve_steps_once_per_run_of_tied_scores_from_the_origin():
+    # Sorted: 0.9 (pos) | 0.5 (neg, pos) | 0.2 (neg, pos, neg); 3 positives, 3 negatives.
+    figure = plot_roc_curves(
+        [0, 1, 1, 0, 1, 0], [0.5, 0.5, 0.9, 0.2, 0.2, 0.2], ["not_covid", "covid"]
+    )
+    curve = figure.axes[0].lines[0]
+    np.testing.assert_array_equal(curve.get_xdata(), [0.0, 0.0, 1 / 3, 1.0])
+    np.testing.assert_array_equal(curve.get_ydata(), [0.0, 1 / 3, 2 / 3, 1.0])
+
+
 def test_binary_roc_plots_the_positive_class_and_skips_absent_classes():
     figure = plot_roc_curves([0, 0, 1, 1, 1], [0.1, 0.6, 0.4, 0.8, 0.9], ["not_covid", "covid"])
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]

@@ -23,6 +23,7 @@ from covid_cxnet_pipeline.evaluation.metrics import (
     validate_labels,
     weighted_roc_auc,
 )
+from covid_cxnet_pipeline.evaluation.thresholds import roc_points
 
 logger = logging.getLogger(__name__)
 
@@ -74,17 +75,6 @@ def plot_confusion_matrix(
     return figure
 
 
-def _roc_curve(scores: np.ndarray, is_positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(FPR, TPR) points from (0, 0) to (1, 1), one per distinct score."""
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores = scores[order]
-    positive = is_positive[order].astype(float)
-    ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
-    tpr = np.cumsum(positive)[ends] / max(positive.sum(), 1.0)
-    fpr = np.cumsum(1.0 - positive)[ends] / max((1.0 - positive).sum(), 1.0)
-    return np.r_[0.0, fpr], np.r_[0.0, tpr]
-
-
 def plot_roc_curves(
     y_true: np.ndarray | Sequence[int],
     y_prob: np.ndarray | Sequence[float],
@@ -118,7 +108,9 @@ def plot_roc_curves(
             logger.warning("ROC curve for class %s skipped: it needs both classes", names[c])
             continue
         auc = float(weighted_roc_auc(prob[:, c], is_positive, ones)[0])
-        fpr, tpr = _roc_curve(prob[:, c], is_positive)
+        _, tpr, fpr = roc_points(is_positive.astype(np.int64), prob[:, c])
+        # The curve starts at the origin: no sample called positive above the top score.
+        fpr, tpr = np.r_[0.0, fpr], np.r_[0.0, tpr]
         axis.plot(fpr, tpr, label=f"{names[c]} (AUC = {auc:.3f})")
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     if operating_point is not None:
