@@ -111,3 +111,17 @@ def test_require_columns_names_the_table_the_missing_columns_and_the_hint():
     assert str(raised.value) == "src: meta.csv lacks the NIH columns ['b', 'd']; check X"
     with pytest.raises(ValueError, match=r"^src: m lacks the columns \['b'\]; h$"):
         require_columns(table, ("b",), where="src: m", hint="h")
+
+
+def test_configured_license_prefers_the_config_over_the_class_licence():
+    from covid_cxnet_pipeline.sources.base import SourceAdapter
+
+    class Tiny(SourceAdapter):
+        license = "CC BY 4.0"
+
+        def list_images(self, client):
+            raise NotImplementedError
+
+    assert Tiny("tiny", {}).configured_license == "CC BY 4.0"
+    assert Tiny("tiny", {"license": ""}).configured_license == "CC BY 4.0"
+    assert Tiny("tiny", {"license": "CC0"}).configured_license == "CC0"

@@ -76,7 +76,7 @@ class AgchungCovidCollections(SourceAdapter):
                 f"ingest.sources.{self.source_id}: set exactly one of filename_column "
                 "(metadata names the file) or stem_column (metadata names the file stem)"
             )
-        license_ = str(self.config.get("license") or self.license)
+        license_ = self.configured_license
         metadata = read_metadata_csv(client.fetch_metadata(metadata_path))
         key_column = filename_column or stem_column
         if key_column not in metadata.columns or "finding" not in metadata.columns:

@@ -117,7 +117,7 @@ class ArmiroCovidCxnet(SourceAdapter):
         """Every image file in the COVID-19 folder, with its metadata row where one matches."""
         images_dir = folder(setting(self.config, self.source_id, "images_dir"))
         metadata_path = setting(self.config, self.source_id, "metadata_path")
-        license_ = str(self.config.get("license") or self.license)
+        license_ = self.configured_license
         metadata = read_metadata_csv(client.fetch_metadata(metadata_path))
         if "filename" not in metadata.columns:
             raise ValueError(

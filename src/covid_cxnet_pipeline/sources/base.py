@@ -58,6 +58,11 @@ class SourceAdapter(ABC):
         self.failures: list[dict[str, str]] = []
         self._archives: dict[str, tuple[str, Path | None, str]] = {}
 
+    @property
+    def configured_license(self) -> str:
+        """Licence for rows without their own: the config's ``license``, else the class's."""
+        return str(self.config.get("license") or self.license)
+
     @abstractmethod
     def list_images(self, client: SourceClient) -> pd.DataFrame:
         """Candidate image rows with exactly ``CANDIDATE_COLUMNS``."""

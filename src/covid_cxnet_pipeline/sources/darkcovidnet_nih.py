@@ -72,7 +72,7 @@ class DarkCovidNetNih(SourceAdapter):
             )
         labels_url = setting(self.config, self.source_id, "nih_labels_url")
         nih = read_nih_labels(client.fetch_metadata(labels_url), self.source_id)
-        license_ = str(self.config.get("license") or self.license)
+        license_ = self.configured_license
         rows, unlabelled, disagreements, outside = [], [], 0, []
         for relpath in image_files(client.list_files(images_dir), self.source_id):
             parts = PurePosixPath(relpath.removeprefix(images_dir)).parts

@@ -71,7 +71,7 @@ class GeneralBlockchainIeee8023(SourceAdapter):
             client.list_files(images_dir),
             client,
             source_id=self.source_id,
-            default_license=str(self.config.get("license") or self.license),
+            default_license=self.configured_license,
             images_dir=images_dir,
             covid_source_from_url=bool(self.config.get("covid_source_from_url", False)),
         )

@@ -73,6 +73,7 @@ class HannoverMhhAdapter(SourceAdapter):
         extension = str(self.config.get("image_extension", ".png"))
         modalities = self.config.get("modalities", ["CR", "DX"])
         wanted = {m.upper() for m in modalities} if modalities is not None else None
+        license_ = self.configured_license
         rows: dict[str, dict[str, Any]] = {}
         skipped_modality = 0
         for record in metadata.to_dict(orient="records"):
@@ -98,7 +99,7 @@ class HannoverMhhAdapter(SourceAdapter):
                 sex=hannover_sex(record["sex"]),
                 view=record["projection"].strip(),
                 finding="COVID-19",
-                license=str(self.config.get("license") or self.license),
+                license=license_,
             )
         if skipped_modality:
             logger.info("%s: %d rows of other modalities skipped", self.source_id, skipped_modality)

@@ -96,6 +96,7 @@ class KermanyAdapter(SourceAdapter):
                 f"ingest.sources.{self.source_id}.viral_label must be one of {RAW_LABELS}, "
                 f"got {viral_label!r}"
             )
+        license_ = self.configured_license
         rows, skipped, seen = [], [], set()
         for url, root, member in self._members(client, archive):
             if member in seen:
@@ -124,7 +125,7 @@ class KermanyAdapter(SourceAdapter):
                 patient_id=parsed["patient"],
                 view=str(self.config.get("view") or ""),
                 finding=finding,
-                license=str(self.config.get("license") or self.license),
+                license=license_,
                 is_pediatric_flag=True,
                 flags=[*flags, f"upstream_{parsed['split']}"],
                 local_path=str(root / member),

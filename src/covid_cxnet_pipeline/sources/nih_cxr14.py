@@ -85,6 +85,7 @@ class NihChestXray14Adapter(SourceAdapter):
                 f"ingest.sources.{self.source_id}.archives is empty: list at least one of "
                 "images_001.tar.gz ... images_012.tar.gz"
             )
+        license_ = self.configured_license
         rows: dict[str, dict[str, Any]] = {}
         unlabelled: list[str] = []
         # An archive that cannot be fetched is reported and skipped (``failures``).
@@ -98,7 +99,9 @@ class NihChestXray14Adapter(SourceAdapter):
                 if member in rows:
                     logger.warning("%s: %s is in two archives; first kept", self.source_id, member)
                     continue
-                rows[member] = self._row(client, entry, member, root) | {"url": f"{url}#{member}"}
+                rows[member] = self._row(client, entry, member, root, license_) | {
+                    "url": f"{url}#{member}"
+                }
                 found += 1
             logger.info("%s: %d labelled images in %s", self.source_id, found, url)
         if unlabelled:
@@ -111,7 +114,12 @@ class NihChestXray14Adapter(SourceAdapter):
         return candidate_frame(list(rows.values()))
 
     def _row(
-        self, client: SourceClient, entry: dict[str, str], member: str, root: Path
+        self,
+        client: SourceClient,
+        entry: dict[str, str],
+        member: str,
+        root: Path,
+        license_: str,
     ) -> dict[str, Any]:
         findings = entry["Finding Labels"].strip()
         return candidate_row(
@@ -125,6 +133,6 @@ class NihChestXray14Adapter(SourceAdapter):
             sex=normalise_sex(entry["Patient Gender"]),
             view=entry["View Position"].strip(),
             finding=findings,
-            license=str(self.config.get("license") or self.license),
+            license=license_,
             local_path=str(root / member),
         )

@@ -144,6 +144,7 @@ class NlmTuberculosisAdapter(SourceAdapter):
                 "(CXR_png/, ClinicalReadings/). Check ingest.sources."
                 f"{self.source_id}.archive"
             )
+        license_ = self.configured_license
         rows = []
         for stem, member in sorted(images.items()):
             match = _STEM.match(stem)
@@ -163,7 +164,7 @@ class NlmTuberculosisAdapter(SourceAdapter):
                 sex=reading["sex"],
                 view=str(self.config.get("view") or ""),
                 finding=reading["reading"] or ("tuberculosis" if tuberculosis else "normal"),
-                license=str(self.config.get("license") or self.license),
+                license=license_,
                 flags=["tuberculosis"] if tuberculosis else [],
                 local_path=str(root / member),
             )

@@ -74,7 +74,7 @@ class ShenzhenMontgomerySegmentation(SourceAdapter):
 
     def list_images(self, client: SourceClient) -> pd.DataFrame:
         """Every image of every configured collection, labelled from its NLM file name."""
-        license_ = str(self.config.get("license") or self.license)
+        license_ = self.configured_license
         view = str(self.config.get("view") or "")
         rows, unnamed = [], []
         for images_dir, _ in self._collections():
