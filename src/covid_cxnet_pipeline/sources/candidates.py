@@ -280,8 +280,3 @@ def archive_images(root: Path, folder: str | None = None) -> list[str]:
             if is_image_path(member):
                 found.append(member)
     return sorted(found)
-
-
-def archive_url(client: SourceClient, archive: str) -> str:
-    """The absolute URL of an archive given as a URL or as a path under the source's base URL."""
-    return archive if archive.startswith(("http://", "https://")) else client.url(archive)
