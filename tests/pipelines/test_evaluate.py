@@ -266,6 +266,17 @@ def test_multiclass_has_no_operating_point():
     frame = pd.DataFrame(prob, columns=["prob_normal", "prob_cap", "prob_covid"])
     frame = frame.assign(split=["validation", "validation", "test", "test"], y_true=[0, 1, 2, 1])
     metrics, _, operating, logged = nodes.evaluation_metrics(frame, card, PARAMS)
+    assert tuple(metrics.columns) == (
+        "split",
+        "decision",
+        "threshold",
+        "metric",
+        "estimate",
+        "ci_lower",
+        "ci_upper",
+        "n_valid",
+        "n_resamples",
+    )
     assert operating.empty
     assert "operating_threshold" not in logged
     test = metrics.loc[metrics["split"] == "test"].set_index("metric")["estimate"]

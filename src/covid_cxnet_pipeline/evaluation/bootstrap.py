@@ -21,17 +21,10 @@ from covid_cxnet_pipeline.evaluation.metrics import (
 
 logger = logging.getLogger(__name__)
 
+# The interval itself; the evaluate stage's metrics table carries these columns after its own.
+INTERVAL_COLUMNS = ("metric", "estimate", "ci_lower", "ci_upper", "n_valid", "n_resamples")
 # confidence and stratified come last so code that selects the first six columns still works.
-CI_COLUMNS = (
-    "metric",
-    "estimate",
-    "ci_lower",
-    "ci_upper",
-    "n_valid",
-    "n_resamples",
-    "confidence",
-    "stratified",
-)
+CI_COLUMNS = (*INTERVAL_COLUMNS, "confidence", "stratified")
 
 
 def resample_weights(

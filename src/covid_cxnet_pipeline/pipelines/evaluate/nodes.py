@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import log_loss
 
-from covid_cxnet_pipeline.evaluation.bootstrap import bootstrap_ci
+from covid_cxnet_pipeline.evaluation.bootstrap import INTERVAL_COLUMNS, bootstrap_ci
 from covid_cxnet_pipeline.evaluation.explain_lime import explain_with_lime
 from covid_cxnet_pipeline.evaluation.localisation import (
     localisation_by_class,
@@ -53,17 +53,7 @@ logger = logging.getLogger(__name__)
 # ``decision``: ``default`` (argmax; 0.5 for binary) or ``operating_point`` (binary, at the
 # threshold chosen on validation).
 DEFAULT, OPERATING_POINT = "default", "operating_point"
-METRIC_COLUMNS = (
-    "split",
-    "decision",
-    "threshold",
-    "metric",
-    "estimate",
-    "ci_lower",
-    "ci_upper",
-    "n_valid",
-    "n_resamples",
-)
+METRIC_COLUMNS = ("split", "decision", "threshold", *INTERVAL_COLUMNS)
 OPERATING_POINT_COLUMNS = (
     "split",
     "rule",
