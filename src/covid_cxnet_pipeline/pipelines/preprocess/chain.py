@@ -270,8 +270,10 @@ def roi_image(
         interpolation=cv2.INTER_NEAREST,
     )
     if use_lung_roi:
-        cropped, fallback, reason = crop_roi(image, full_mask, **roi_params)
-        cropped_mask, _, _ = crop_roi(full_mask, full_mask, **roi_params)
+        # One crop of image and mask stacked: the plausibility rules run once, same box for both.
+        both, fallback, reason = crop_roi(np.dstack([image, full_mask]), full_mask, **roi_params)
+        cropped = np.ascontiguousarray(both[..., 0])
+        cropped_mask = np.ascontiguousarray(both[..., 1])
     else:
         cropped, cropped_mask, fallback, reason = image, full_mask, False, "lung ROI disabled"
     resized = resize(cropped, input_size, keep_aspect=keep_aspect)
