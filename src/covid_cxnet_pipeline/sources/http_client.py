@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from covid_cxnet_pipeline.archives import ArchiveError, extract_archive
-from covid_cxnet_pipeline.download import DownloadError, download_file
+from covid_cxnet_pipeline.download import DownloadError, download_file, timeout_from_params
 from covid_cxnet_pipeline.listing import (
     ListingError,
     github_tree,
@@ -82,7 +82,6 @@ class HttpSourceClient:
         self.cache_dir = Path(cache_dir) / _safe_name(source_id)
         self._lock = threading.Lock()
         self._bytes = 0
-        self._listed: list[str] | None = None
 
     @classmethod
     def from_config(
@@ -103,8 +102,6 @@ class HttpSourceClient:
         Returns:
             The client.
         """
-        from covid_cxnet_pipeline.download import timeout_from_params
-
         max_metadata = download_params.get("max_metadata_bytes")
         return cls(
             source_id,
@@ -155,19 +152,7 @@ class HttpSourceClient:
         dest = self._cache_path("metadata", url)
         if dest.is_file() and not self.refresh_metadata:
             return dest
-        try:
-            result = download_file(
-                url,
-                dest,
-                session=self.session,
-                timeout=self.timeout,
-                max_bytes=self.max_metadata_bytes,
-            )
-        except DownloadError as error:
-            raise SourceUnavailable(
-                f"source {self.source_id}: cannot download metadata {url}: {error.reason}"
-            ) from None
-        self._count(result.bytes_transferred)
+        self._download(url, dest, "metadata", max_bytes=self.max_metadata_bytes)
         return dest
 
     def list_files(self, prefix: str = "") -> list[str]:
@@ -232,24 +217,17 @@ class HttpSourceClient:
         url = self._resolve(relpath_or_url)
         archive = self._cache_path("archives", url)
         if not archive.is_file():
-            try:
-                # Archives are the big files (NIH: ~4.5 GB each): show their bytes as they come.
-                result = download_file(
-                    url,
-                    archive,
-                    session=self.session,
-                    timeout=self.timeout,
-                    # Compressed bytes never exceed what the archive may unpack to, so the
-                    # same cap stops an endless or hostile body before the disk fills.
-                    max_bytes=self.max_archive_bytes,
-                    progress=self.progress,
-                    description=f"{self.source_id} {urlsplit(url).path.rsplit('/', 1)[-1]}",
-                )
-            except DownloadError as error:
-                raise SourceUnavailable(
-                    f"source {self.source_id}: cannot download archive {url}: {error.reason}"
-                ) from None
-            self._count(result.bytes_transferred)
+            # Archives are the big files (NIH: ~4.5 GB each): show their bytes as they come.
+            self._download(
+                url,
+                archive,
+                "archive",
+                # Compressed bytes never exceed what the archive may unpack to, so the
+                # same cap stops an endless or hostile body before the disk fills.
+                max_bytes=self.max_archive_bytes,
+                progress=self.progress,
+                description=f"{self.source_id} {urlsplit(url).path.rsplit('/', 1)[-1]}",
+            )
         try:
             return extract_archive(
                 archive,
@@ -261,6 +239,20 @@ class HttpSourceClient:
             raise SourceUnavailable(
                 f"source {self.source_id}: archive {url} refused: {error}"
             ) from None
+
+    def _download(self, url: str, dest: Path, what: str, **kwargs: Any) -> None:
+        """``download_file`` with this client's session and timeout, counting the bytes.
+
+        Raises:
+            SourceUnavailable: naming the source, ``what`` and the URL.
+        """
+        try:
+            result = download_file(url, dest, session=self.session, timeout=self.timeout, **kwargs)
+        except DownloadError as error:
+            raise SourceUnavailable(
+                f"source {self.source_id}: cannot download {what} {url}: {error.reason}"
+            ) from None
+        self._count(result.bytes_transferred)
 
     def _resolve(self, relpath_or_url: str) -> str:
         if urlsplit(relpath_or_url).scheme in ("http", "https"):

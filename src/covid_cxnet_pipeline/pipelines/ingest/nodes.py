@@ -32,6 +32,7 @@ from covid_cxnet_pipeline.schema import (
 from covid_cxnet_pipeline.sources.base import (
     CANDIDATE_COLUMNS,
     MASK_CANDIDATE_COLUMNS,
+    empty_frame,
     get_adapter,
 )
 from covid_cxnet_pipeline.sources.http_client import HttpSourceClient
@@ -449,8 +450,6 @@ def _with_name(candidates: pd.DataFrame) -> pd.DataFrame:
 
 
 def _concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
-    from covid_cxnet_pipeline.sources.base import empty_frame
-
     frames = [frame for frame in frames if not frame.empty]
     if not frames:
         return empty_frame(columns)
