@@ -12,8 +12,6 @@ from covid_cxnet_pipeline.evaluation.metrics import (
     compute_metrics,
     confusion_matrix,
     metric_arrays,
-    metrics_table,
-    per_class_table,
     predict_labels,
     weighted_roc_auc,
 )
@@ -151,16 +149,6 @@ def test_weights_equal_repeating_samples():
 def test_weighted_auc_is_nan_without_both_classes():
     auc = weighted_roc_auc(np.array([0.2, 0.8]), np.array([True, True]), np.ones((1, 2)))
     assert np.isnan(auc[0])
-
-
-def test_per_class_table_and_tidy_metrics():
-    table = per_class_table(MULTI_TRUE, MULTI_PROB, ["normal", "cap", "covid"])
-    assert list(table.columns) == ["class", "support", "precision", "recall", "f1", "auc"]
-    assert table["support"].tolist() == [2, 2, 2]
-    assert table.loc[table["class"] == "cap", "f1"].item() == pytest.approx(0.8)
-    tidy = metrics_table(compute_metrics(MULTI_TRUE, MULTI_PROB))
-    assert list(tidy.columns) == ["metric", "value"]
-    assert tidy.loc[tidy["metric"] == "accuracy", "value"].item() == pytest.approx(4 / 6)
 
 
 @pytest.mark.parametrize(

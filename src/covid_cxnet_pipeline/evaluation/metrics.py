@@ -300,40 +300,6 @@ def compute_metrics(
     return {key: float(values[0]) for key, values in arrays.items()}
 
 
-def per_class_table(
-    y_true: np.ndarray | Sequence[int],
-    y_prob: np.ndarray | Sequence[float],
-    class_names: Sequence[str] | None = None,
-    threshold: float = 0.5,
-) -> pd.DataFrame:
-    """Per-class metrics as a table.
-
-    Args:
-        y_true: N class indices.
-        y_prob: as in ``compute_metrics``.
-        class_names: as in ``compute_metrics``.
-        threshold: as in ``compute_metrics``.
-
-    Returns:
-        DataFrame with one row per class and columns ``class``, ``support``, ``precision``,
-        ``recall``, ``f1``, ``auc``.
-    """
-    labels, prob, names = prepare_inputs(y_true, y_prob, class_names)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        scalars = compute_metrics(labels, prob, names, threshold)
-    support = np.bincount(labels, minlength=len(names))
-    rows = [
-        {
-            "class": name,
-            "support": int(support[c]),
-            **{m: scalars[f"{m}_{name}"] for m in ("precision", "recall", "f1", "auc")},
-        }
-        for c, name in enumerate(names)
-    ]
-    return pd.DataFrame(rows)
-
-
 def confusion_matrix(
     y_true: np.ndarray | Sequence[int],
     y_pred: np.ndarray | Sequence[int],
@@ -358,18 +324,6 @@ def confusion_matrix(
     frame.index.name = "true"
     frame.columns.name = "predicted"
     return frame
-
-
-def metrics_table(metrics: dict[str, float]) -> pd.DataFrame:
-    """A flat metric dict as a tidy two-column table.
-
-    Args:
-        metrics: metric name -> value (``compute_metrics``).
-
-    Returns:
-        DataFrame with columns ``metric`` and ``value``, in the dict's order.
-    """
-    return pd.DataFrame({"metric": list(metrics), "value": [float(v) for v in metrics.values()]})
 
 
 def weight_chunk_size(n_samples: int) -> int:

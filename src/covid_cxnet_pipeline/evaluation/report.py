@@ -149,7 +149,7 @@ def build_markdown_report(
 
     Args:
         title: the report's title (e.g. model, run id and split).
-        metrics_table: the main metrics (e.g. ``metrics.metrics_table`` or ``per_class_table``).
+        metrics_table: the main metrics (e.g. one row per metric, one column per split).
         ci_table: bootstrap CIs (``bootstrap.bootstrap_ci``); rendered as
             ``estimate [lower, upper]`` under a header naming the level from its
             ``confidence`` column (e.g. ``estimate [90% CI]``).
