@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
+from covid_cxnet_pipeline.download import sha256_file
 from covid_cxnet_pipeline.models.chexnet import (
     CHEXNET_CLASSES,
     build_chexnet_model,
     fetch_weights_file,
-    sha256_of,
 )
 from covid_cxnet_pipeline.models.densenet import WeightsUnavailableError, resolve_initialisation
 
@@ -56,10 +56,10 @@ def test_chexnet_model_has_fourteen_sigmoid_findings():
 def test_loads_keras2_layout_file_after_sha256_check(tiny_chexnet_file):
     path, written = tiny_chexnet_file
     init = resolve_initialisation(
-        "chexnet", _cfg(path, sha256_of(path)), False, input_shape=SHAPE, blocks=TINY_BLOCKS
+        "chexnet", _cfg(path, sha256_file(path)), False, input_shape=SHAPE, blocks=TINY_BLOCKS
     )
     assert init.used == "chexnet"
-    assert str(path) in init.reason and sha256_of(path) in init.reason
+    assert str(path) in init.reason and sha256_file(path) in init.reason
     loaded, expected = _weights_by_layer(init.backbone), _weights_by_layer(written)
     assert loaded.keys() == expected.keys()
     for name, values in expected.items():
@@ -81,7 +81,9 @@ def test_full_densenet121_layout_loads(tmp_path, keras2_weights_writer):
     chexnet, backbone = build_chexnet_model(SHAPE)
     _randomise(chexnet, seed=3)
     path = keras2_weights_writer(chexnet, tmp_path / "chexnet121.h5")
-    init = resolve_initialisation("chexnet", _cfg(path, sha256_of(path)), False, input_shape=SHAPE)
+    init = resolve_initialisation(
+        "chexnet", _cfg(path, sha256_file(path)), False, input_shape=SHAPE
+    )
     for name in ("conv1_conv", "conv4_block24_2_conv", "bn"):
         for got, want in zip(
             init.backbone.get_layer(name).get_weights(),
@@ -93,7 +95,7 @@ def test_full_densenet121_layout_loads(tmp_path, keras2_weights_writer):
 
 def test_wrong_sha256_names_file_and_both_digests(tiny_chexnet_file):
     path, _ = tiny_chexnet_file
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     wrong = "0" * 64
     with pytest.raises(WeightsUnavailableError) as caught:
         resolve_initialisation(
@@ -136,7 +138,7 @@ def test_file_of_another_architecture_is_rejected(tiny_chexnet_file):
     path, _ = tiny_chexnet_file
     with pytest.raises(WeightsUnavailableError, match="does not fit"):
         resolve_initialisation(
-            "chexnet", _cfg(path, sha256_of(path)), False, input_shape=SHAPE, blocks=(1, 1, 2, 1)
+            "chexnet", _cfg(path, sha256_file(path)), False, input_shape=SHAPE, blocks=(1, 1, 2, 1)
         )
 
 
@@ -147,9 +149,9 @@ def test_downloads_from_url_into_configured_path(tiny_chexnet_file, tmp_path, se
     shutil.copy(path, served / "weights.h5")
     base_url = serve_directory(served)
     dest = tmp_path / "cache" / "chexnet.h5"
-    cfg = _cfg(dest, sha256_of(path), url=f"{base_url}/weights.h5")
+    cfg = _cfg(dest, sha256_file(path), url=f"{base_url}/weights.h5")
     init = resolve_initialisation("chexnet", cfg, False, input_shape=SHAPE, blocks=TINY_BLOCKS)
-    assert dest.is_file() and sha256_of(dest) == sha256_of(path)
+    assert dest.is_file() and sha256_file(dest) == sha256_file(path)
     np.testing.assert_array_equal(
         init.backbone.get_layer("conv1_conv").get_weights()[0],
         written.get_layer("conv1_conv").get_weights()[0],

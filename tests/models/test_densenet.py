@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
+from covid_cxnet_pipeline.download import sha256_file
 from covid_cxnet_pipeline.models import densenet
-from covid_cxnet_pipeline.models.chexnet import sha256_of
 from covid_cxnet_pipeline.models.densenet import (
     WeightsUnavailableError,
     build_densenet_backbone,
@@ -44,7 +44,7 @@ def test_imagenet_from_configured_file(tmp_path, keras2_weights_writer):
     kernel = np.random.default_rng(1).normal(size=shape).astype("float32")
     reference.get_layer("conv1_conv").kernel.assign(kernel)
     path = keras2_weights_writer(reference, tmp_path / densenet.IMAGENET_NOTOP_FILE)
-    cfg = {"imagenet": {"path": str(path), "sha256": sha256_of(path)}}
+    cfg = {"imagenet": {"path": str(path), "sha256": sha256_file(path)}}
     init = resolve_initialisation("imagenet", cfg, False, input_shape=SHAPE)
     assert init.used == "imagenet" and str(path) in init.reason
     np.testing.assert_array_equal(init.backbone.get_layer("conv1_conv").get_weights()[0], kernel)

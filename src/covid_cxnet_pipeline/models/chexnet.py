@@ -10,7 +10,6 @@ topologically (by layer order, as the COVID-CXNet seed does), not by name.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,22 +27,6 @@ logger = logging.getLogger(__name__)
 CHEXNET_CLASSES = 14
 CHEXNET_FILE_NAME = "brucechou1983_CheXNet_Keras_0.3.0_weights.h5"
 _LEGACY_H5_SUFFIXES = (".h5", ".hdf5")
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The lower-case hex digest.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_weights_file(
@@ -96,8 +79,16 @@ def fetch_weights_file(
                 f"file there (for CheXNet: {CHEXNET_FILE_NAME} from the CheXNet-Keras release) "
                 f"or set {key}.url to download it."
             )
-        _download(url, path, expected=expected, source_cfg=source_cfg, label=label, key=key)
-    actual = sha256_of(path)
+        # download_file hashed the body as it arrived: no second read of the file.
+        actual = _download(
+            url, path, expected=expected, source_cfg=source_cfg, label=label, key=key
+        )
+    else:
+        # Imported here: the download module pulls requests/PIL, which model building never
+        # needs.
+        from covid_cxnet_pipeline.download import sha256_file
+
+        actual = sha256_file(path)
     if expected is not None and actual != expected:
         raise WeightsUnavailableError(
             f"{label} weights file {path} has sha256 {actual}, expected {expected} "
@@ -117,7 +108,8 @@ def _download(
     source_cfg: Mapping,
     label: str,
     key: str,
-) -> None:
+) -> str:
+    """Download ``url`` to ``path`` (verified against ``expected`` when set); its hex sha256."""
     # Imported here: the download module pulls requests/PIL, which model building never needs.
     from covid_cxnet_pipeline.download import DownloadError, download_file
 
@@ -141,6 +133,7 @@ def _download(
             f"Check {key}.url and {key}.sha256 (expected {expected}), or put the file at {path}."
         ) from error
     logger.info("%s weights: %d bytes, sha256 %s", label, result.size, result.sha256)
+    return result.sha256
 
 
 def build_chexnet_model(

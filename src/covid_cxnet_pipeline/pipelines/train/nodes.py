@@ -149,7 +149,7 @@ def build_for_training(config: Mapping[str, Any], n_classes: int, seed: int) -> 
             ``train.weights.<init>`` key, when a present file cannot be used, or when the file
             is absent and ``allow_init_fallback`` is false.
     """
-    from covid_cxnet_pipeline.models.chexnet import sha256_of
+    from covid_cxnet_pipeline.download import sha256_file
     from covid_cxnet_pipeline.models.covid_cxnet import ClassifierBuild, build_classifier
     from covid_cxnet_pipeline.models.densenet import WeightsUnavailableError
 
@@ -163,7 +163,7 @@ def build_for_training(config: Mapping[str, Any], n_classes: int, seed: int) -> 
         if not _weights_absent(config, error):
             block = _weights_block(config)
             path = block.get("path")
-            actual = sha256_of(path) if path and Path(path).is_file() else "n/a"
+            actual = sha256_file(path) if path and Path(path).is_file() else "n/a"
             raise WeightsUnavailableError(
                 f"{config['name']}: the {init} weights cannot be used ({error}). File "
                 f"{path}: actual sha256 {actual}, configured {key}.sha256 "
