@@ -64,3 +64,13 @@ def test_log_lineage_without_an_active_run_logs_nothing(tracking, caplog):
     assert log_lineage({"raw_index_rows": 3}) is False
     assert mlflow.active_run() is None
     assert "No active MLflow run" in caplog.text
+
+
+def test_log_lineage_prefixes_params_not_tags_and_names_the_stage(tracking, caplog):
+    caplog.set_level("INFO", logger="covid_cxnet_pipeline.curation.lineage")
+    with mlflow.start_run() as run:
+        assert log_lineage({"chain_version": 2}, stage="preprocess", param_prefix="pre.") is True
+    data = tracking.get_run(run.info.run_id).data
+    assert data.params == {"pre.chain_version": "2"}
+    assert data.tags["chain_version"] == "2"
+    assert "Logged preprocess lineage to MLflow: {'chain_version': '2'}" in caplog.text

@@ -33,7 +33,9 @@ def index_lineage(tables: Mapping[str, pd.DataFrame]) -> dict[str, str | int]:
     return lineage
 
 
-def log_lineage(lineage: Mapping[str, str | int]) -> bool:
+def log_lineage(
+    lineage: Mapping[str, str | int], stage: str = "curate", param_prefix: str = ""
+) -> bool:
     """Record a lineage in the active MLflow run: each entry as a param and as a tag.
 
     Params make the digests show in MLflow's run comparison; tags make them searchable
@@ -41,16 +43,19 @@ def log_lineage(lineage: Mapping[str, str | int]) -> bool:
     unit test or notebook): MLflow's fluent API would otherwise open a stray run.
 
     Args:
-        lineage: the output of :func:`index_lineage`.
+        lineage: the output of :func:`index_lineage` (or any name -> value mapping).
+        stage: the pipeline named in the log messages, e.g. ``"preprocess"``.
+        param_prefix: prepended to each param name (tags keep the bare names), e.g.
+            ``"preprocess."``.
 
     Returns:
         True when logged, False without an active run.
     """
     if mlflow.active_run() is None:
-        logger.warning("No active MLflow run: curate lineage %s not logged", dict(lineage))
+        logger.warning("No active MLflow run: %s lineage %s not logged", stage, dict(lineage))
         return False
     values = {name: str(value) for name, value in lineage.items()}
-    mlflow.log_params(values)
+    mlflow.log_params({f"{param_prefix}{name}": value for name, value in values.items()})
     mlflow.set_tags(values)
-    logger.info("Logged curate lineage to MLflow: %s", values)
+    logger.info("Logged %s lineage to MLflow: %s", stage, values)
     return True

@@ -339,7 +339,7 @@ def record_lineage(
         ``{unet_sha256, histogram_reference_digest, histogram_reference_images,
         model_input_index_sha256, model_input_index_rows, chain_version}``.
     """
-    import mlflow
+    from covid_cxnet_pipeline.curation.lineage import log_lineage
 
     lineage: dict[str, str | int] = {
         "unet_sha256": str(histogram_reference["unet_sha256"]),
@@ -349,14 +349,8 @@ def record_lineage(
         "model_input_index_rows": len(model_input_index),
         "chain_version": int(chain.CHAIN_VERSION),
     }
-    if mlflow.active_run() is None:
-        logger.warning("No active MLflow run: preprocess lineage %s not logged", lineage)
-        return lineage
-    values = {name: str(value) for name, value in lineage.items()}
-    # Params for run comparison, tags for search.
-    mlflow.log_params({f"preprocess.{name}": value for name, value in values.items()})
-    mlflow.set_tags(values)
-    logger.info("Logged preprocess lineage to MLflow: %s", values)
+    # Params (prefixed) for run comparison, tags for search.
+    log_lineage(lineage, stage="preprocess", param_prefix="preprocess.")
     return lineage
 
 
