@@ -499,10 +499,11 @@ def train_repeat_seeds(model_input_index: pd.DataFrame, config: Mapping[str, Any
         return pd.DataFrame({"seed": pd.Series(dtype="int64")})
     rows = task_rows(model_input_index, config["task"], config["classes"])
     card = _card_inputs(config)
+    # Built (and its images checked) once: the test split is the same for every seed.
+    test_ds = model_dataset(rows, "test", card, batch_size=int(config["batch_size"]))
     records = []
     for seed in extra:
-        model, _, info = _fit_one_seed(rows, config, seed)
-        test_ds = model_dataset(rows, "test", card, batch_size=int(config["batch_size"]))
+        model, _, _ = _fit_one_seed(rows, config, seed)
         y_true, y_prob = predict_split(model, test_ds)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -510,7 +511,7 @@ def train_repeat_seeds(model_input_index: pd.DataFrame, config: Mapping[str, Any
             metrics = compute_metrics(y_true, prob, card["class_names"])
         records.append({"seed": seed, **metrics})
         logger.info("%s seed %d: test accuracy %.3f", config["name"], seed, metrics["accuracy"])
-        del model, info
+        del model
     return pd.DataFrame(records)
 
 
