@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # curation runs headless (CI, servers)
-
-import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from covid_cxnet_pipeline.schema import CLASS_LABELS, SPLITS
@@ -53,20 +49,19 @@ def split_summary_figure(summary: pd.DataFrame) -> Figure:
         summary: the table from :func:`split_summary`.
 
     Returns:
-        A matplotlib figure (closed from pyplot, so it does not leak memory across runs).
+        A matplotlib figure on an Agg canvas, never registered with pyplot (so it does not
+        leak memory across runs and sets no process-wide backend).
     """
     splits = [s for s in SPLITS if s in set(summary["split"])] or ["train"]
     sources = sorted(set(summary["source_id"]))
     labels = [lab for lab in CLASS_LABELS if lab in set(summary["label"])]
     labels += sorted(set(summary["label"]) - set(labels))
-    figure, axes = plt.subplots(
-        1,
-        len(splits),
+    figure = Figure(
         figsize=(2.2 + 3.4 * len(splits), 1.6 + 0.42 * max(1, len(sources))),
-        sharey=True,
-        squeeze=False,
         layout="constrained",  # makes room for the legend below the panels
     )
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(splits), sharey=True, squeeze=False)
     rows = list(range(len(sources)))
     for axis, split in zip(axes[0], splits, strict=True):
         table = (
@@ -101,7 +96,6 @@ def split_summary_figure(summary: pd.DataFrame) -> Figure:
     handles, names = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, names, title="label", loc="outside lower center", ncol=len(labels))
     figure.suptitle("Curated images per source, label and split")
-    plt.close(figure)
     return figure
 
 
