@@ -125,3 +125,24 @@ def test_configured_license_prefers_the_config_over_the_class_licence():
     assert Tiny("tiny", {}).configured_license == "CC BY 4.0"
     assert Tiny("tiny", {"license": ""}).configured_license == "CC BY 4.0"
     assert Tiny("tiny", {"license": "CC0"}).configured_license == "CC0"
+
+
+def test_candidate_row_url_for_downloads_extracted_files_and_archive_members():
+    client = _Client()
+    common = {"covid_source": "none", "label": "normal"}
+    assert candidate_row("toy", "a/b.png", client, **common)["url"] == (
+        "http://mirror.test/toy/a/b.png"
+    )
+    assert candidate_row("toy", "a/b.png", client, local_path="/x/a/b.png", **common)["url"] == ""
+    archived = candidate_row(
+        "toy",
+        "a/b.png",
+        client,
+        local_path="/x/a/b.png",
+        archive_url="http://mirror.test/toy/all.zip",
+        **common,
+    )
+    assert archived["url"] == "http://mirror.test/toy/all.zip#a/b.png"
+    assert archived["local_path"] == "/x/a/b.png"
+    with pytest.raises(ValueError, match="archive_url but no local_path"):
+        candidate_row("toy", "a/b.png", client, archive_url="http://mirror.test/a.zip", **common)

@@ -155,6 +155,11 @@ def require_columns(
         raise ValueError(f"{where} lacks the {family}columns {missing}; {hint}")
 
 
+def member_url(archive_url: str, member: str) -> str:
+    """The unique URL of an archive member: ``<archive url>#<member>`` (its ledger key)."""
+    return f"{archive_url}#{member}"
+
+
 def candidate_row(
     source_id: str,
     upstream_path: str,
@@ -171,6 +176,7 @@ def candidate_row(
     is_pediatric_flag: bool = False,
     flags: Iterable[str] = (),
     local_path: str = "",
+    archive_url: str = "",
 ) -> dict[str, Any]:
     """One candidate image row (``CANDIDATE_COLUMNS``) for a file to download from ``client``.
 
@@ -184,15 +190,26 @@ def candidate_row(
         is_pediatric_flag: the source itself flags the image as pediatric.
         flags: source-specific flags, joined with ";".
         local_path: the extracted file for images inside an archive, else "".
+        archive_url: the archive the image came from; the row's ``url`` becomes
+            ``member_url(archive_url, upstream_path)`` (needs ``local_path``).
 
     Returns:
         A dict keyed by ``CANDIDATE_COLUMNS``.
+
+    Raises:
+        ValueError: ``archive_url`` without ``local_path`` (an adapter bug).
     """
+    if archive_url and not local_path:
+        raise ValueError(f"{source_id}: {upstream_path} has an archive_url but no local_path")
+    if archive_url:
+        url = member_url(archive_url, upstream_path)
+    else:
+        url = client.url(upstream_path) if not local_path else ""
     return {
         "image_id": f"{source_id}:{upstream_path}",
         "source_id": source_id,
         "covid_source": covid_source,
-        "url": client.url(upstream_path) if not local_path else "",
+        "url": url,
         "upstream_path": upstream_path,
         "patient_id": patient_id,
         "age": float(age),

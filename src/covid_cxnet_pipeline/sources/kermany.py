@@ -129,8 +129,9 @@ class KermanyAdapter(SourceAdapter):
                 is_pediatric_flag=True,
                 flags=[*flags, f"upstream_{parsed['split']}"],
                 local_path=str(root / member),
+                archive_url=url,
             )
-            rows.append(row | {"url": f"{url}#{member}"})
+            rows.append(row)
         if skipped:
             logger.warning(
                 "%s: %d images outside chest_xray/<split>/<NORMAL|PNEUMONIA>/ skipped, e.g. %s",

@@ -99,9 +99,9 @@ class NihChestXray14Adapter(SourceAdapter):
                 if member in rows:
                     logger.warning("%s: %s is in two archives; first kept", self.source_id, member)
                     continue
-                rows[member] = self._row(client, entry, member, root, license_) | {
-                    "url": f"{url}#{member}"
-                }
+                rows[member] = self._row(
+                    client, entry, member, root, archive_url=url, license_=license_
+                )
                 found += 1
             logger.info("%s: %d labelled images in %s", self.source_id, found, url)
         if unlabelled:
@@ -119,6 +119,8 @@ class NihChestXray14Adapter(SourceAdapter):
         entry: dict[str, str],
         member: str,
         root: Path,
+        *,
+        archive_url: str,
         license_: str,
     ) -> dict[str, Any]:
         findings = entry["Finding Labels"].strip()
@@ -135,4 +137,5 @@ class NihChestXray14Adapter(SourceAdapter):
             finding=findings,
             license=license_,
             local_path=str(root / member),
+            archive_url=archive_url,
         )

@@ -21,6 +21,7 @@ from covid_cxnet_pipeline.sources.candidates import (
     candidate_frame,
     candidate_row,
     mask_frame,
+    member_url,
 )
 from covid_cxnet_pipeline.sources.protocol import SourceClient
 
@@ -167,8 +168,9 @@ class NlmTuberculosisAdapter(SourceAdapter):
                 license=license_,
                 flags=["tuberculosis"] if tuberculosis else [],
                 local_path=str(root / member),
+                archive_url=url,
             )
-            rows.append(row | {"url": f"{url}#{member}"})
+            rows.append(row)
         logger.info("%s: %d images listed from %s", self.source_id, len(rows), url)
         return rows
 
@@ -202,7 +204,7 @@ class NlmTuberculosisAdapter(SourceAdapter):
                         "image_id": image_id,
                         "source_id": self.source_id,
                         "structure": structure,
-                        "url": f"{url}#{masks[stem]}",
+                        "url": member_url(url, masks[stem]),
                         "offset_top": 0,
                         "offset_left": 0,
                         "scale_to_image": False,
