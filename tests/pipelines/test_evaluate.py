@@ -346,6 +346,24 @@ def test_gradcam_mass_lies_in_the_lungs(predictions):
     assert logged["localisation.covid.mean_lift"]["value"] == pytest.approx(2.0)
 
 
+def test_gradcam_finds_the_feature_layer_once_per_model(predictions, monkeypatch):
+    from covid_cxnet_pipeline.models import gradcam
+
+    calls = []
+    real = gradcam.find_last_conv_layer
+
+    def counting(model):
+        calls.append(model.name)
+        return real(model)
+
+    monkeypatch.setattr(gradcam, "find_last_conv_layer", counting)
+    # Batches of one image: several grad_cam calls for the grid and for the localisation.
+    nodes.gradcam_and_localisation(
+        brightness_model(), predictions, CARD, {**PARAMS, "batch_size": 1}
+    )
+    assert len(calls) == 1
+
+
 def test_lift_is_nan_safe():
     scores = pd.DataFrame(
         {

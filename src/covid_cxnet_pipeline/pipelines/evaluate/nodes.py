@@ -427,11 +427,16 @@ def _load_lung_mask(path: Any, shape: tuple[int, int]) -> np.ndarray:
     return mask > 0
 
 
-def _gradcam_batches(model: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+def _gradcam_batches(
+    model: Any, images: np.ndarray, batch_size: int, layer_path: Sequence[str]
+) -> np.ndarray:
     from covid_cxnet_pipeline.models.gradcam import grad_cam
 
     return np.concatenate(
-        [grad_cam(model, images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        [
+            grad_cam(model, images[i : i + batch_size], layer_path=layer_path)
+            for i in range(0, len(images), batch_size)
+        ]
     )
 
 
@@ -492,11 +497,15 @@ def gradcam_and_localisation(
         ``(grid figure, per-image scores, per-class scores, MLflow metrics, versioned)``, the
         last being ``{"gradcam_grid.png": grid}`` for the versioned copy.
     """
+    from covid_cxnet_pipeline.models.gradcam import find_last_conv_layer
+
     names = _class_names(model_card)
     cfg = params["gradcam"]
     sample = sample_per_class(predictions, cfg["split"], cfg["per_class"], cfg["seed"])
     images = load_model_images(sample, cfg["split"], model_card)
-    heatmaps = _gradcam_batches(model, images, int(params["batch_size"]))
+    # Searched once for the model, not again for every batch below.
+    layer_path = find_last_conv_layer(model)
+    heatmaps = _gradcam_batches(model, images, int(params["batch_size"]), layer_path)
     prob = sample[probability_columns(names)].to_numpy()
     grid = heatmap_grid(
         # Channel 0 is the histogram-matched original: the radiograph as a reader sees it.
@@ -521,7 +530,7 @@ def gradcam_and_localisation(
         for start in range(0, len(rows), batch):
             chunk = rows.iloc[start : start + batch]
             yield from _gradcam_batches(
-                model, load_model_images(chunk, loc["split"], model_card, batch), batch
+                model, load_model_images(chunk, loc["split"], model_card, batch), batch, layer_path
             )
 
     masks = (_load_lung_mask(path, shape) for path in rows["lung_mask_path"])
