@@ -45,6 +45,15 @@ FEATURE_COLUMNS = (
 # configuration. 2: DICOM files are decoded (version 1 recorded them all as undecodable).
 FEATURES_VERSION = 2
 
+# The feature columns of an image that could not be read (always spread into a new dict).
+_NO_FEATURES: dict[str, Any] = {
+    "decoded_width": 0,
+    "decoded_height": 0,
+    "gray_std": float("nan"),
+    "phash": "",
+    "thumbnail": b"",
+}
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -154,17 +163,10 @@ def image_features(path: str | Path, config: FeatureConfig) -> dict[str, Any]:
     Returns:
         A dict with ``FEATURE_COLUMNS`` except ``sha256`` and ``feature_key``.
     """
-    empty = {
-        "decoded_width": 0,
-        "decoded_height": 0,
-        "gray_std": float("nan"),
-        "phash": "",
-        "thumbnail": b"",
-    }
     try:
         gray, (width, height) = load_gray(path, config.work_side)
     except Exception as error:  # any decoder failure is a property of the file, recorded
-        return {"decode_error": f"{type(error).__name__}: {error}"[:300], **empty}
+        return {"decode_error": f"{type(error).__name__}: {error}"[:300], **_NO_FEATURES}
     small = np.asarray(Image.fromarray(gray).resize((64, 64), Image.Resampling.BOX), np.float64)
     trimmed = trim_borders(gray, config.trim_std, config.max_trim_fraction)
     if min(trimmed.shape) < 8:  # an almost uniform image: hash what there is
@@ -186,14 +188,7 @@ def image_features(path: str | Path, config: FeatureConfig) -> dict[str, Any]:
 def _features_task(args: tuple[str, str, FeatureConfig]) -> dict[str, Any]:
     sha256, path, config = args
     if not path or not os.path.isfile(path):
-        row = {
-            "decode_error": f"FileNotFoundError: {path!r}",
-            "decoded_width": 0,
-            "decoded_height": 0,
-            "gray_std": float("nan"),
-            "phash": "",
-            "thumbnail": b"",
-        }
+        row = {"decode_error": f"FileNotFoundError: {path!r}", **_NO_FEATURES}
     else:
         row = image_features(path, config)
     return {"sha256": sha256, "feature_key": config.key(), **row}
