@@ -19,10 +19,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from covid_cxnet_pipeline.models.covid_cxnet import build_classifier
+from covid_cxnet_pipeline.models.digest import weights_digest
 from covid_cxnet_pipeline.models.unet import build_unet
 from covid_cxnet_pipeline.pipelines.predict import inference
 from covid_cxnet_pipeline.pipelines.predict.pipeline import create_pipeline
-from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
 from covid_cxnet_pipeline.pipelines.train import nodes as train_nodes
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.test_preprocess import brightness_unet, lung_picture

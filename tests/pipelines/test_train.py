@@ -14,8 +14,8 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from PIL import Image
 
+from covid_cxnet_pipeline.models.digest import weights_digest
 from covid_cxnet_pipeline.models.unet import build_unet
-from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
 from covid_cxnet_pipeline.pipelines.train import nodes
 from covid_cxnet_pipeline.pipelines.train.pipeline import create_pipeline, create_training_instance
 from tests.pipelines.test_evaluate import PARAMS as EVALUATE_PARAMS

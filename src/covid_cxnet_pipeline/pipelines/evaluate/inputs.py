@@ -209,7 +209,7 @@ def check_model_matches_card(
         ValueError: naming both digests and what to do.
     """
     from covid_cxnet_pipeline.digests import table_digest
-    from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+    from covid_cxnet_pipeline.models.digest import weights_digest
 
     name = model_card.get("name", "model")
     expected = model_card.get("model_weights_sha256")

@@ -350,7 +350,7 @@ def _load_unet(source: str) -> Any:
 
 
 def _check_unet_digest(unet: Any, card: Mapping[str, Any], source: str) -> None:
-    from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+    from covid_cxnet_pipeline.models.digest import weights_digest
 
     expected = card["preprocessing"].get("unet_weights_sha256")
     actual = weights_digest(unet)

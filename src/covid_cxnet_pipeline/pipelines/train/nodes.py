@@ -338,7 +338,7 @@ def preprocessing_replay(
     Raises:
         ValueError: see ``check_preprocessing_replay``.
     """
-    from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+    from covid_cxnet_pipeline.models.digest import weights_digest
 
     unet_digest = weights_digest(unet_model)
     check_preprocessing_replay(preprocess_params, histogram_reference, unet_digest)
@@ -379,7 +379,7 @@ def build_model_card(
         model weights digest, preprocessing) and the U-Net, to be saved beside the model.
     """
     from covid_cxnet_pipeline.digests import table_digest
-    from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+    from covid_cxnet_pipeline.models.digest import weights_digest
 
     card = {
         "card_version": MODEL_CARD_VERSION,
