@@ -364,6 +364,33 @@ def test_gradcam_finds_the_feature_layer_once_per_model(predictions, monkeypatch
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize("shape", [(12, 10), (7, 9), (24, 20)])
+def test_lung_mask_reads_grey_masks_as_load_grayscale_above_zero(tmp_path, shape):
+    import cv2
+    from PIL import Image
+
+    from covid_cxnet_pipeline.imaging.decode import load_grayscale
+
+    grey = np.random.default_rng(3).choice([0, 1, 2, 128, 255], size=(12, 10)).astype(np.uint8)
+    path = tmp_path / "mask.png"
+    Image.fromarray(grey).save(path)
+    # The rule the node applied before it used imaging.masks.load_mask.
+    expected = load_grayscale(path)
+    if expected.shape != shape:
+        expected = cv2.resize(expected, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    mask = nodes._load_lung_mask(str(path), shape)
+    assert mask.dtype == bool
+    np.testing.assert_array_equal(mask, expected > 0)
+
+
+def test_missing_or_unreadable_lung_mask_gives_an_empty_mask(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    for path in (str(tmp_path / "absent.png"), str(broken), "", None):
+        mask = nodes._load_lung_mask(path, (5, 4))
+        assert mask.dtype == bool and mask.shape == (5, 4) and not mask.any()
+
+
 def test_lift_is_nan_safe():
     scores = pd.DataFrame(
         {

@@ -413,18 +413,23 @@ def _load_lung_mask(path: Any, shape: tuple[int, int]) -> np.ndarray:
     """The lung mask at the model input's size; empty (no score) when the path is missing."""
     import cv2
 
-    from covid_cxnet_pipeline.imaging.decode import ImageDecodeError, load_grayscale
+    from covid_cxnet_pipeline.imaging.decode import ImageDecodeError
+    from covid_cxnet_pipeline.imaging.masks import load_mask
 
     if not isinstance(path, str) or not path:
         return np.zeros(shape, dtype=bool)
     try:
-        mask = load_grayscale(path)
+        mask = load_mask(path)
     except ImageDecodeError as error:
         logger.warning("Lung mask %s unreadable (%s): no localisation score", path, error)
         return np.zeros(shape, dtype=bool)
     if mask.shape != shape:
-        mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-    return mask > 0
+        # OpenCV does not resize bool arrays; nearest-neighbour keeps the mask binary.
+        resized = cv2.resize(
+            mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST
+        )
+        mask = resized > 0
+    return mask
 
 
 def _gradcam_batches(
