@@ -36,6 +36,12 @@ def richness(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     return frame[list(columns)].apply(lambda row: sum(not is_empty(v) for v in row), axis=1)
 
 
+def _pixel_count(frame: pd.DataFrame) -> pd.Series:
+    """Width x height per row; a missing or non-numeric size counts as 0."""
+    width = pd.to_numeric(frame["width"], errors="coerce").fillna(0)
+    return width * pd.to_numeric(frame["height"], errors="coerce").fillna(0)
+
+
 def choose_canonical(frame: pd.DataFrame, metadata_columns: Sequence[str]) -> pd.Series:
     """Mark one canonical row per ``duplicate_group``.
 
@@ -54,8 +60,7 @@ def choose_canonical(frame: pd.DataFrame, metadata_columns: Sequence[str]) -> pd
         {
             "group": frame["duplicate_group"].astype(str),
             "decodable": (frame["decode_error"].astype(str) == "").astype(int),
-            "pixels": pd.to_numeric(frame["width"], errors="coerce").fillna(0)
-            * pd.to_numeric(frame["height"], errors="coerce").fillna(0),
+            "pixels": _pixel_count(frame),
             "richness": richness(frame, metadata_columns),
             "image_id": frame["image_id"].astype(str),
         },
@@ -87,16 +92,11 @@ def merge_group_metadata(frame: pd.DataFrame, fill_columns: Sequence[str]) -> pd
         ``label_conflict`` columns on every row.
     """
     merged = frame.copy()
-    pixels = pd.to_numeric(merged["width"], errors="coerce").fillna(0) * pd.to_numeric(
-        merged["height"], errors="coerce"
-    ).fillna(0)
+    pixels = _pixel_count(merged)
     ranked = merged.assign(_canon=merged["is_canonical"].astype(bool), _pixels=pixels).sort_values(
         ["duplicate_group", "_canon", "_pixels", "image_id"], ascending=[True, False, False, True]
     )
-    merged["label_conflict"] = False
-    merged["group_min_age"] = np.nan
-    merged["group_is_pediatric_flag"] = False
-    merged["group_flags"] = ""
+    merged["label_conflict"] = False  # groups of one keep it
     multi = ranked["duplicate_group"].duplicated(keep=False)
     for _, members in ranked[multi].groupby("duplicate_group", sort=False):
         canonical = members.index[0]
