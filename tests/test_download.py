@@ -23,6 +23,7 @@ from covid_cxnet_pipeline.download import (
     make_session,
     probe_image,
     store_extension,
+    write_atomically,
 )
 from tests.http_faults import FaultPlan, FaultServer
 
@@ -516,3 +517,11 @@ def test_undecodable_reason_names_no_staging_path(server, tmp_path):
     )
     (failure,) = batch.failures
     assert failure.reason == "undecodable image: UnidentifiedImageError: cannot identify image file"
+
+
+def test_write_atomically_creates_the_folder_replaces_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "new" / "digest.json"
+    write_atomically(target, b"first")
+    write_atomically(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["digest.json"]

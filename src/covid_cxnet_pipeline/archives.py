@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
-from covid_cxnet_pipeline.download import sha256_file
+from covid_cxnet_pipeline.download import byte_bar, sha256_file, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -97,18 +97,12 @@ def extract_archive(
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}.", suffix=".part", dir=dest_root))
     try:
         try:
-            with tqdm(
-                desc=f"extract {archive.name}",
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                disable=not progress,
-                leave=False,
-            ) as bar:
+            with byte_bar(None, f"extract {archive.name}", progress) as bar:
+                budget = _Budget(archive, max_total_bytes, max_members, bar)
                 if zipfile.is_zipfile(archive):
-                    _extract_zip(archive, tmp, _Budget(archive, max_total_bytes, max_members, bar))
+                    _extract_zip(archive, tmp, budget)
                 elif _is_tar(archive):
-                    _extract_tar(archive, tmp, _Budget(archive, max_total_bytes, max_members, bar))
+                    _extract_tar(archive, tmp, budget)
                 else:
                     raise ArchiveError(f"{archive.name}: not a zip or tar archive")
         except _EXTRACTION_ERRORS as error:
@@ -156,15 +150,7 @@ def archive_digest(archive: str | os.PathLike, digests_dir: str | os.PathLike) -
         pass  # absent, torn or stale: hash the file
     digest = sha256_file(archive)
     record = {"path": str(archive), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
-    sidecar.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=sidecar.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(record | {"sha256": digest}, out)
-        os.replace(tmp_name, sidecar)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_atomically(sidecar, json.dumps(record | {"sha256": digest}).encode("utf-8"))
     return digest
 
 

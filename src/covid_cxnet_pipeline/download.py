@@ -200,7 +200,7 @@ def download_file(
                     declared = _declared_length(response)
                     if max_bytes is not None and declared is not None and declared > max_bytes:
                         raise DownloadError(url, f"too large: {declared} bytes > {max_bytes}")
-                    bar = _byte_bar(declared, description or dest.name, progress)
+                    bar = byte_bar(declared, description or dest.name, progress)
                     for chunk in response.iter_content(_CHUNK_BYTES):
                         received += len(chunk)
                         bar.update(len(chunk))
@@ -249,7 +249,7 @@ def download_file(
     return DownloadResult(path=dest, bytes_transferred=received, sha256=sha256, size=received)
 
 
-def _byte_bar(total: int | None, description: str, enabled: bool) -> tqdm:
+def byte_bar(total: int | None, description: str, enabled: bool) -> tqdm:
     """A tqdm bar counting bytes (a disabled one when ``enabled`` is false)."""
     return tqdm(
         total=total,
@@ -308,6 +308,27 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place.
+
+    Readers see the old file or the complete new one, never a torn one; the parent folder is
+    created when missing.
+
+    Args:
+        path: the file to (re)write.
+        data: its whole content.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 def store_extension(name: str) -> str:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,12 @@ from urllib.parse import urlsplit
 import requests
 
 from covid_cxnet_pipeline.archives import ArchiveError, extract_archive
-from covid_cxnet_pipeline.download import DownloadError, download_file, timeout_from_params
+from covid_cxnet_pipeline.download import (
+    DownloadError,
+    download_file,
+    timeout_from_params,
+    write_atomically,
+)
 from covid_cxnet_pipeline.listing import (
     ListingError,
     github_tree,
@@ -193,7 +197,7 @@ class HttpSourceClient:
                 f"source {self.source_id}: cannot read its {self.listing} listing "
                 f"({self.listing_url or self.base_url}): {error}"
             ) from None
-        _write_atomically(cached, json.dumps(files).encode("utf-8"))
+        write_atomically(cached, json.dumps(files).encode("utf-8"))
         return files
 
     def _get_text(self, url: str) -> str:
@@ -268,15 +272,3 @@ class HttpSourceClient:
 def _safe_name(name: str) -> str:
     """A file-name-safe version of an untrusted name (keeps extensions such as ``.csv.gz``)."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
