@@ -44,6 +44,9 @@ class SourceAdapter(ABC):
         source_ids: the ``ingest.sources.<id>`` keys this adapter serves.
         citation: how to cite the source.
         license: the licence the upstream states (per-image licences go in rows).
+        metadata_only: the source publishes only metadata (a label file other sources join),
+            so an empty image list is not a failure (``ingest.sources.<id>.metadata_only``
+            overrides it).
         failures: parts of the source that failed without failing it (an archive among
             several), as ingest report rows ``{"url", "reason", "stage"}``.
     """
@@ -51,6 +54,7 @@ class SourceAdapter(ABC):
     source_ids: ClassVar[tuple[str, ...]] = ()
     citation: ClassVar[str] = ""
     license: ClassVar[str] = ""
+    metadata_only: ClassVar[bool] = False
 
     def __init__(self, source_id: str, config: dict[str, Any]):
         self.source_id = source_id

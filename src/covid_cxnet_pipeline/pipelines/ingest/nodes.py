@@ -32,6 +32,7 @@ from covid_cxnet_pipeline.schema import (
 from covid_cxnet_pipeline.sources.base import (
     CANDIDATE_COLUMNS,
     MASK_CANDIDATE_COLUMNS,
+    SourceAdapter,
     empty_frame,
     get_adapter,
 )
@@ -97,8 +98,7 @@ def list_candidates(
             error.add_note(f"while listing source {source_id} ({client.base_url})")
             raise
         partial_failures += [
-            {"source_id": source_id, "image_id": ""} | failure
-            for failure in getattr(adapter, "failures", [])
+            {"source_id": source_id, "image_id": ""} | failure for failure in adapter.failures
         ]
         if status == "ok" and source_images.empty and not _metadata_only(adapter, config):
             status, reason = "failed", "the adapter found no image in the upstream layout"
@@ -107,12 +107,14 @@ def list_candidates(
         else:
             images.append(source_images.loc[:, list(CANDIDATE_COLUMNS)])
             masks.append(source_masks.loc[:, list(MASK_CANDIDATE_COLUMNS)])
+        n_images = 0 if source_images is None else len(source_images)
+        n_masks = 0 if source_masks is None else len(source_masks)
         logger.info(
             "%s: %s, %d image and %d mask candidates",
             source_id,
             status if status == "ok" else f"FAILED ({reason})",
-            0 if source_images is None else len(source_images),
-            0 if source_masks is None else len(source_masks),
+            n_images,
+            n_masks,
         )
         summary.append(
             {
@@ -120,8 +122,8 @@ def list_candidates(
                 "base_url": client.base_url,
                 "status": status,
                 "reason": reason,
-                "candidates": 0 if source_images is None else len(source_images),
-                "mask_candidates": 0 if source_masks is None else len(source_masks),
+                "candidates": n_images,
+                "mask_candidates": n_masks,
                 "metadata_bytes": client.bytes_transferred,
             }
         )
@@ -376,9 +378,9 @@ def _enabled_sources(ingest_params: dict[str, Any]) -> dict[str, dict[str, Any]]
     return enabled
 
 
-def _metadata_only(adapter: Any, config: dict[str, Any]) -> bool:
+def _metadata_only(adapter: SourceAdapter, config: dict[str, Any]) -> bool:
     """Sources that publish only metadata (a label file other sources join) yield no image."""
-    return bool(config.get("metadata_only", getattr(adapter, "metadata_only", False)))
+    return bool(config.get("metadata_only", adapter.metadata_only))
 
 
 def _empty_sources(
