@@ -285,14 +285,16 @@ def test_multiclass_has_no_operating_point():
 
 def test_fixed_threshold_at_one_half_keeps_both_decisions_apart():
     params = {**PARAMS, "threshold": {**PARAMS["threshold"], "rule": "fixed"}}
-    metrics, _, operating, logged = nodes.evaluation_metrics(hand_predictions(), CARD, params)
+    metrics, confusion, operating, logged = nodes.evaluation_metrics(
+        hand_predictions(), CARD, params
+    )
     assert operating["threshold"].iloc[0] == 0.5
     assert set(metrics["decision"]) == {"default", "operating_point"}
     assert logged["test.at_operating_threshold.accuracy"]["value"] == pytest.approx(5 / 6)
     report = nodes.evaluation_report(
         metrics=metrics,
         operating_point=operating,
-        confusion=nodes.evaluation_metrics(hand_predictions(), CARD, params)[1],
+        confusion=confusion,
         localisation_by_class=pd.DataFrame(columns=["label", "mean"]),
         model_card=CARD,
         params=params,

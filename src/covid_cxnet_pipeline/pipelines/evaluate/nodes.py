@@ -578,10 +578,11 @@ def lime_explanations(
     def predict_fn(batch: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_on_batch(np.asarray(batch, dtype=np.float32)))
 
+    displayed = [_display(image) for image in images]
     overlays = []
-    for image, label in zip(images, predict_labels(prob), strict=True):
+    for image, label in zip(displayed, predict_labels(prob), strict=True):
         explanation = explain_with_lime(
-            _display(image),
+            image,
             predict_fn,
             label=int(label),
             num_samples=int(cfg["num_samples"]),
@@ -593,7 +594,7 @@ def lime_explanations(
         )
         overlays.append(explanation.overlay)
     grid = heatmap_grid(
-        [_display(image) for image in images],
+        displayed,
         overlays,
         _titles(sample, prob, names),
         ncols=int(cfg["ncols"]),
