@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from pathlib import Path
 
 import cv2
 import keras
@@ -288,6 +289,17 @@ def test_a_real_unet_predicts_masks_through_the_node(curated_index, params):
     for path in masks["lung_mask_full_path"]:
         mask = chain.read_png(path)
         assert mask.shape == UNET_SIZE and set(np.unique(mask)) <= {0, 255}
+
+
+def test_mask_areas_of_new_and_reused_masks_agree_with_their_sidecars(curated_index, params):
+    first = nodes.predict_lung_masks(curated_index, brightness_unet(), params)
+    assert first["mask_computed"].all()
+    sidecars = [chain.read_mask_area(path) for path in first["lung_mask_full_path"]]
+    assert first["mask_area"].tolist() == sidecars  # returned by the workers, same values
+    Path(first["lung_mask_full_path"].iloc[0]).unlink()  # one mask to redo, the rest reused
+    second = nodes.predict_lung_masks(curated_index, brightness_unet(), params)
+    assert second["mask_computed"].tolist() == [True] + [False] * (len(second) - 1)
+    assert second["mask_area"].tolist() == sidecars
 
 
 def _moved_split(curated_index: pd.DataFrame) -> pd.DataFrame:

@@ -196,10 +196,21 @@ def write_probabilities(probabilities: np.ndarray, path: str | os.PathLike[str])
         probabilities: 2-D probabilities.
         path: Destination ``.npy``.
     """
+    write_npy_atomic(np.asarray(probabilities, dtype=np.float32), path)
+
+
+def write_npy_atomic(array: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Write an array as ``.npy`` atomically, with its dtype (see :func:`write_png_atomic`).
+
+    Args:
+        array: Any numpy array.
+        path: Destination ``.npy``.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary name ends in .npy, otherwise np.save would append it.
     temporary = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")
-    np.save(temporary, np.asarray(probabilities, dtype=np.float32))
+    np.save(temporary, array)
     os.replace(temporary, target)
 
 

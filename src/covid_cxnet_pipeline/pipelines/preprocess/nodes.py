@@ -128,18 +128,21 @@ def predict_lung_masks(
             del images
             for probability, (probability_path, _) in zip(probabilities, chunk, strict=True):
                 chain.write_probabilities(probability, probability_path)
-        list(
-            mapper(
-                chain.lung_mask_task,
-                [(probability, mask, params["lung_mask"]) for probability, mask in masks],
-                chunksize=8,
-            )
+        areas = mapper(
+            chain.lung_mask_task,
+            [(probability, mask, params["lung_mask"]) for probability, mask in masks],
+            chunksize=8,
         )
+        # The workers return each new mask's area; only reused masks have it read back.
+        computed_areas = dict(zip(masks_todo, areas, strict=True))
     return rows.assign(
         unet_sha256=model_digest,
         mask_key=keys,
         lung_mask_full_path=mask_paths,
-        mask_area=[chain.read_mask_area(path) for path in mask_paths],
+        mask_area=[
+            computed_areas[path] if path in computed_areas else chain.read_mask_area(path)
+            for path in mask_paths
+        ],
         unet_predicted=[path in predict_todo for path in probability_paths],
         mask_computed=[path in masks_todo for path in mask_paths],
     )
@@ -238,10 +241,7 @@ def build_histogram_reference(roi_table: pd.DataFrame, params: dict[str, Any]) -
         logger.info("Histogram reference %s reused (%d train images)", key[:12], len(train))
     else:
         histogram = build_reference_histogram(chain.read_png(path) for path in train["roi_path"])
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_path.with_name(f".{cache_path.name}.tmp.npy")
-        np.save(temporary, histogram)
-        temporary.replace(cache_path)
+        chain.write_npy_atomic(histogram, cache_path)
     values = [float(value) for value in histogram]
     return {
         "histogram": values,
