@@ -43,26 +43,20 @@ CLASSES = {"binary": ["not_covid", "covid"], "multiclass": ["normal", "cap", "co
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def training_profile(env: str) -> dict:
-    """The shared ``train`` parameters of an environment, merged over conf/base as Kedro does."""
-    import yaml
+    """The shared ``train`` parameters of an environment, merged over conf/base by Kedro.
 
-    profile: dict = {}
-    for folder in dict.fromkeys(("base", env)):
-        path = PROJECT_ROOT / "conf" / folder / "parameters_train.yml"
-        if path.is_file():
-            profile = _merge(profile, (yaml.safe_load(path.read_text()) or {}).get("train") or {})
-    return profile
+    Kedro's own config loader with the project's settings (soft merge: the environment
+    overrides single keys of conf/base), so the bench sees what ``kedro run --env`` sees.
+    """
+    from kedro.config import OmegaConfigLoader
+
+    from covid_cxnet_pipeline import settings
+
+    # default_run_env is replaced by the explicit env.
+    loader_args = {k: v for k, v in settings.CONFIG_LOADER_ARGS.items() if k != "default_run_env"}
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=env, **loader_args)
+    return loader["parameters"].get("train") or {}
 
 
 def resolve_index_path(path: Path) -> Path:
