@@ -106,13 +106,28 @@ def test_wrong_sha256_names_file_and_both_digests(tiny_chexnet_file):
     assert "weights.chexnet.sha256" in message
 
 
-def test_wrong_sha256_with_fallback_reports_random(tiny_chexnet_file):
+def test_wrong_sha256_raises_even_with_fallback(tiny_chexnet_file):
+    # The fallback covers only an absent file: a present file with the wrong sha256 must
+    # never be silently replaced by random weights.
     path, _ = tiny_chexnet_file
+    actual = sha256_file(path)
+    with pytest.raises(WeightsUnavailableError) as caught:
+        resolve_initialisation(
+            "chexnet", _cfg(path, "0" * 64), True, input_shape=SHAPE, blocks=TINY_BLOCKS
+        )
+    assert not caught.value.absent
+    message = str(caught.value)
+    assert str(path) in message and actual in message and "0" * 64 in message
+
+
+def test_absent_file_with_fallback_reports_random(tmp_path):
+    missing = tmp_path / "absent.h5"
     init = resolve_initialisation(
-        "chexnet", _cfg(path, "0" * 64), True, input_shape=SHAPE, blocks=TINY_BLOCKS
+        "chexnet", _cfg(missing, "a" * 64), True, input_shape=SHAPE, blocks=TINY_BLOCKS
     )
     assert init.used == "random"
     assert init.reason.startswith("chexnet weights unavailable:")
+    assert str(missing) in init.reason and "absent" in init.reason
     assert init.describe().startswith("random (chexnet weights unavailable:")
 
 
@@ -121,12 +136,14 @@ def test_missing_file_without_url_says_what_to_do(tmp_path):
     with pytest.raises(WeightsUnavailableError, match="does not exist") as caught:
         fetch_weights_file(_cfg(missing, "a" * 64)["chexnet"], "CheXNet")
     assert str(missing) in str(caught.value) and "url" in str(caught.value)
+    assert caught.value.absent
 
 
 def test_missing_sha256_is_refused(tiny_chexnet_file):
     path, _ = tiny_chexnet_file
-    with pytest.raises(WeightsUnavailableError, match="sha256 is not set"):
+    with pytest.raises(WeightsUnavailableError, match="sha256 is not set") as caught:
         fetch_weights_file({"path": str(path)}, "CheXNet")
+    assert not caught.value.absent and sha256_file(path) in str(caught.value)
 
 
 def test_non_h5_suffix_is_refused(tmp_path):
@@ -164,7 +181,7 @@ def test_download_failure_names_url(tmp_path, serve_directory):
     cfg = {"path": str(tmp_path / "cache" / "w.h5"), "sha256": "a" * 64, "url": url}
     with pytest.raises(WeightsUnavailableError, match="HTTP 404") as caught:
         fetch_weights_file(cfg, "CheXNet")
-    assert url in str(caught.value)
+    assert url in str(caught.value) and caught.value.absent
     assert not (tmp_path / "cache" / "w.h5").exists()
 
 
@@ -175,6 +192,8 @@ def test_downloaded_file_with_wrong_sha256_is_not_kept(
     base_url = serve_directory(path.parent)
     dest = tmp_path / "cache" / "w.h5"
     cfg = {"path": str(dest), "sha256": "b" * 64, "url": f"{base_url}/{path.name}"}
-    with pytest.raises(WeightsUnavailableError, match="sha256 mismatch"):
+    with pytest.raises(WeightsUnavailableError, match="sha256 mismatch") as caught:
         fetch_weights_file(cfg, "CheXNet")
+    assert not caught.value.absent and sha256_file(path) in str(caught.value)
     assert not dest.exists()
+    assert list(dest.parent.iterdir()) == []

@@ -57,15 +57,23 @@ def test_offline_imagenet_download_is_reported(monkeypatch):
     monkeypatch.setattr(keras.applications, "DenseNet121", offline)
     with pytest.raises(WeightsUnavailableError, match="weights.imagenet.path") as caught:
         resolve_initialisation("imagenet", {}, False, input_shape=SHAPE)
-    assert "URL fetch failure" in str(caught.value)
+    assert "URL fetch failure" in str(caught.value) and caught.value.absent
     monkeypatch.undo()
-    monkeypatch.setattr(densenet, "build_imagenet_backbone", _raise_unavailable)
+    monkeypatch.setattr(densenet, "build_imagenet_backbone", _raise_absent)
     init = resolve_initialisation("imagenet", {}, True, input_shape=SHAPE)
     assert init.used == "random" and "imagenet weights unavailable: offline" in init.reason
+    # Weights that are there but unusable are never replaced by random ones.
+    monkeypatch.setattr(densenet, "build_imagenet_backbone", _raise_unusable)
+    with pytest.raises(WeightsUnavailableError, match="corrupt"):
+        resolve_initialisation("imagenet", {}, True, input_shape=SHAPE)
 
 
-def _raise_unavailable(*args, **kwargs):
-    raise WeightsUnavailableError("offline")
+def _raise_absent(*args, **kwargs):
+    raise WeightsUnavailableError("offline", absent=True)
+
+
+def _raise_unusable(*args, **kwargs):
+    raise WeightsUnavailableError("corrupt")
 
 
 def test_imagenet_needs_densenet121_blocks():

@@ -49,7 +49,8 @@ def fetch_weights_file(
     Raises:
         WeightsUnavailableError: not configured, missing without a URL, download failed, wrong
             suffix or sha256 mismatch. The message names the path/URL, the expected and actual
-            sha256 and what to do.
+            sha256 and what to do. Its ``absent`` is true when no file is at ``path`` and
+            none could be downloaded for a reason other than a sha256 mismatch.
     """
     key = config_key or f"weights.{label.lower()}"
     path_value = source_cfg.get("path")
@@ -58,37 +59,43 @@ def fetch_weights_file(
     if not path_value:
         raise WeightsUnavailableError(
             f"{label} weights: no {key}.path configured. Set {key}.path to the local weights "
-            f"file (and {key}.url to download it there when absent)."
+            f"file (and {key}.url to download it there when absent).",
+            absent=True,
         )
     path = Path(path_value)
     if path.suffix.lower() not in _LEGACY_H5_SUFFIXES:
         raise WeightsUnavailableError(
             f"{label} weights file {path} must end in .h5 or .hdf5 (Keras chooses its legacy "
-            f"HDF5 reader by suffix); rename it and update {key}.path."
+            f"HDF5 reader by suffix); rename it and update {key}.path.",
+            absent=not path.is_file(),
         )
     if require_sha256 and expected is None:
-        hint = f" (`sha256sum {path}`)" if path.is_file() else ""
+        present = path.is_file()
+        found = (
+            f" (actual sha256 {_sha256_file(path)}, configured {key}.sha256 unset)"
+            if present
+            else ""
+        )
+        hint = f" (`sha256sum {path}`)" if present else ""
         raise WeightsUnavailableError(
-            f"{label} weights: {key}.sha256 is not set, so {path} cannot be verified. Put the "
-            f"file's sha256{hint} in {key}.sha256."
+            f"{label} weights: {key}.sha256 is not set, so {path} cannot be verified{found}. "
+            f"Put the file's sha256{hint} in {key}.sha256 once you trust the file.",
+            absent=not present,
         )
     if not path.is_file():
         if url is None:
             raise WeightsUnavailableError(
                 f"{label} weights file {path} does not exist and {key}.url is not set. Put the "
                 f"file there (for CheXNet: {CHEXNET_FILE_NAME} from the CheXNet-Keras release) "
-                f"or set {key}.url to download it."
+                f"or set {key}.url to download it.",
+                absent=True,
             )
         # download_file hashed the body as it arrived: no second read of the file.
         actual = _download(
             url, path, expected=expected, source_cfg=source_cfg, label=label, key=key
         )
     else:
-        # Imported here: the download module pulls requests/PIL, which model building never
-        # needs.
-        from covid_cxnet_pipeline.download import sha256_file
-
-        actual = sha256_file(path)
+        actual = _sha256_file(path)
     if expected is not None and actual != expected:
         raise WeightsUnavailableError(
             f"{label} weights file {path} has sha256 {actual}, expected {expected} "
@@ -100,6 +107,13 @@ def fetch_weights_file(
     return path
 
 
+def _sha256_file(path: Path) -> str:
+    # Imported here: the download module pulls requests/PIL, which model building never needs.
+    from covid_cxnet_pipeline.download import sha256_file
+
+    return sha256_file(path)
+
+
 def _download(
     url: str,
     path: Path,
@@ -109,7 +123,13 @@ def _download(
     label: str,
     key: str,
 ) -> str:
-    """Download ``url`` to ``path`` (verified against ``expected`` when set); its hex sha256."""
+    """Download ``url`` to ``path``, verified against ``expected`` when set; its hex sha256.
+
+    The body goes to a staging file beside ``path`` and is renamed onto it only once its sha256
+    matches, so a wrong download never sits at ``path``. The checksum is compared here rather
+    than by ``download_file``, so a mismatch (a wrong file) is told apart from a failed
+    download (no file) by the digests themselves.
+    """
     # Imported here: the download module pulls requests/PIL, which model building never needs.
     from covid_cxnet_pipeline.download import DownloadError, download_file
 
@@ -118,20 +138,30 @@ def _download(
         float(source_cfg.get("read_timeout_s", 60.0)),
     )
     max_bytes = source_cfg.get("max_bytes")
+    staging = path.with_name(f".{path.name}.unverified")
     logger.info("Downloading %s weights from %s to %s", label, url, path)
     try:
-        result = download_file(
-            url,
-            path,
-            timeout=timeout,
-            expected_sha256=expected,
-            max_bytes=int(max_bytes) if max_bytes else None,
-        )
-    except DownloadError as error:
-        raise WeightsUnavailableError(
-            f"{label} weights could not be downloaded from {url} to {path}: {error.reason}. "
-            f"Check {key}.url and {key}.sha256 (expected {expected}), or put the file at {path}."
-        ) from error
+        try:
+            result = download_file(
+                url, staging, timeout=timeout, max_bytes=int(max_bytes) if max_bytes else None
+            )
+        except DownloadError as error:
+            raise WeightsUnavailableError(
+                f"{label} weights could not be downloaded from {url} to {path}: "
+                f"{error.reason}. Check {key}.url and {key}.sha256 (expected {expected}), or "
+                f"put the file at {path}.",
+                absent=True,
+            ) from error
+        if expected is not None and result.sha256 != expected:
+            raise WeightsUnavailableError(
+                f"{label} weights could not be downloaded from {url} to {path}: sha256 "
+                f"mismatch: got {result.sha256}, expected {expected}; the file was not kept. "
+                f"Check {key}.url and {key}.sha256 (expected {expected}), or put the file at "
+                f"{path}."
+            )
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)
     logger.info("%s weights: %d bytes, sha256 %s", label, result.size, result.sha256)
     return result.sha256
 

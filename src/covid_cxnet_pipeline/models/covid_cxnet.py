@@ -100,7 +100,7 @@ def input_shape_from_config(config: Mapping) -> tuple[int, int, int]:
     return int(height), int(width), int(config.get("channels", 3))
 
 
-def build_classifier(config: Mapping) -> ClassifierBuild:
+def build_classifier(config: Mapping, weights_key: str = "weights") -> ClassifierBuild:
     """Build any of the paper's classifiers from configuration.
 
     Args:
@@ -110,7 +110,7 @@ def build_classifier(config: Mapping) -> ClassifierBuild:
             ``n_classes``: 2 (binary, one sigmoid unit) or more (softmax);
             ``init`` ["chexnet"]: ``"chexnet"``, ``"imagenet"`` or ``"random"`` (DenseNet-based
             backbones only); ``allow_init_fallback`` [false]: use random weights (and report
-            it) when the requested ones cannot be had; ``weights``: ``{"chexnet": {path, url,
+            it) when the requested weights file is absent; ``weights``: ``{"chexnet": {path, url,
             sha256, connect_timeout_s, read_timeout_s, max_bytes}, "imagenet": {path, url,
             sha256}}``; ``dense_units`` [10] and ``dropout`` [0.2] (COVID-CXNet head);
             ``input_scaling`` ["imagenet" for DenseNet-based with 3 channels, else "unit"];
@@ -118,13 +118,16 @@ def build_classifier(config: Mapping) -> ClassifierBuild:
             ``build_base_cnn`` (``conv_layers``, ``filters``, ``kernel_size``, ``strides``,
             ``dense_units``); ``seed``: when set, Keras' global seed is set before building so
             the initial weights repeat.
+        weights_key: where ``config["weights"]`` sits in the user's configuration, for
+            messages (e.g. ``"train.weights"``).
 
     Returns:
         ``(model, init_requested, init_used, init_reason)``.
 
     Raises:
         ValueError: unknown backbone or inconsistent settings.
-        WeightsUnavailableError: pretrained weights unavailable and fallback not allowed.
+        WeightsUnavailableError: pretrained weights unusable, or absent and fallback not
+            allowed (``allow_init_fallback`` covers only an absent file).
     """
     backbone_name = config.get("backbone", "covid_cxnet")
     if backbone_name not in BACKBONES:
@@ -150,6 +153,7 @@ def build_classifier(config: Mapping) -> ClassifierBuild:
         input_shape=input_shape,
         blocks=_blocks(config.get("densenet_blocks")),
         input_scaling=config.get("input_scaling", default_scaling),
+        config_key=weights_key,
     )
     if backbone_name == "densenet121":
         model = build_densenet_classifier(initialisation, n_classes)

@@ -24,7 +24,18 @@ IMAGENET_NOTOP_FILE = "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
 class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be obtained, verified or loaded."""
+    """Pretrained weights could not be obtained, verified or loaded.
+
+    Attributes:
+        absent: True only when the weights file is simply not there and cannot be fetched (no
+            file and no URL, or a download that failed for a reason other than a checksum
+            mismatch). Only then may ``resolve_initialisation`` fall back to random weights: a
+            file that is present but wrong, unverifiable or unloadable always stops the run.
+    """
+
+    def __init__(self, message: str, *, absent: bool = False) -> None:
+        super().__init__(message)
+        self.absent = absent
 
 
 class Initialisation(NamedTuple):
@@ -89,7 +100,10 @@ def build_densenet_backbone(
 
 
 def build_imagenet_backbone(
-    input_shape: Sequence[int], imagenet_cfg: Mapping | None = None, input_scaling: str = "none"
+    input_shape: Sequence[int],
+    imagenet_cfg: Mapping | None = None,
+    input_scaling: str = "none",
+    config_key: str = "weights.imagenet",
 ) -> keras.Model:
     """DenseNet-121 with ImageNet weights from a configured file, or Keras' own download.
 
@@ -99,12 +113,14 @@ def build_imagenet_backbone(
             ``sha256``) the file ``densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5`` is
             used from there; without, Keras fetches it into ``~/.keras/models``.
         input_scaling: see ``build_densenet_backbone``.
+        config_key: the configuration block, for messages (e.g. ``"train.weights.imagenet"``).
 
     Returns:
         The backbone.
 
     Raises:
-        WeightsUnavailableError: the weights cannot be fetched (e.g. offline) or loaded.
+        WeightsUnavailableError: the weights cannot be fetched (e.g. offline) or loaded;
+            ``absent`` when no file is configured and Keras' own download failed.
     """
     imagenet_cfg = imagenet_cfg or {}
     if imagenet_cfg.get("path"):
@@ -112,7 +128,7 @@ def build_imagenet_backbone(
 
         weights = str(
             fetch_weights_file(
-                imagenet_cfg, "ImageNet", require_sha256=False, config_key="weights.imagenet"
+                imagenet_cfg, "ImageNet", require_sha256=False, config_key=config_key
             )
         )
     else:
@@ -124,8 +140,11 @@ def build_imagenet_backbone(
     except Exception as error:  # Keras raises a bare Exception for a failed download
         raise WeightsUnavailableError(
             f"DenseNet-121 ImageNet weights could not be loaded from {weights!r}: {error}. "
-            f"Offline, download {IMAGENET_NOTOP_FILE} elsewhere and set weights.imagenet.path "
-            "(and weights.imagenet.sha256) to it."
+            f"Offline, download {IMAGENET_NOTOP_FILE} elsewhere and set {config_key}.path "
+            f"(and {config_key}.sha256) to it.",
+            # Keras' own download (no configured file) failing means the weights are not
+            # there; a configured file that does not load is present but unusable.
+            absent=weights == "imagenet",
         ) from error
 
 
@@ -137,6 +156,7 @@ def resolve_initialisation(
     input_shape: Sequence[int],
     blocks: Sequence[int] = DENSENET121_BLOCKS,
     input_scaling: str = "none",
+    config_key: str = "weights",
 ) -> Initialisation:
     """Build the DenseNet backbone with the requested initialisation, falling back if allowed.
 
@@ -144,18 +164,22 @@ def resolve_initialisation(
         requested: ``"chexnet"``, ``"imagenet"`` or ``"random"``.
         weights_cfg: the ``weights`` block: ``{"chexnet": {path, url, sha256, ...},
             "imagenet": {path, url, sha256}}`` (see ``chexnet.fetch_weights_file``).
-        allow_fallback: when the weights cannot be had, use random weights (and say so in
-            ``used``/``reason``) instead of raising.
+        allow_fallback: when the weights file is absent (``WeightsUnavailableError.absent``),
+            use random weights (and say so in ``used``/``reason``) instead of raising. A file
+            that is present but fails its sha256, has none configured or does not load
+            always raises.
         input_shape: ``(height, width, channels)``; pretrained weights need 3 channels.
         blocks: dense-block sizes (DenseNet-121 unless testing).
         input_scaling: weightless input scaling inside the backbone (see
             ``base_cnn.input_scaling_layer``).
+        config_key: where ``weights_cfg`` sits in the configuration, for messages (e.g.
+            ``"train.weights"`` -> ``train.weights.chexnet.sha256``).
 
     Returns:
         ``(backbone, used, reason)``.
 
     Raises:
-        WeightsUnavailableError: weights unavailable and ``allow_fallback`` is false.
+        WeightsUnavailableError: weights unusable, or absent and ``allow_fallback`` is false.
         ValueError: unknown initialisation, or pretrained weights with channels != 3.
     """
     if requested not in INITIALISATIONS:
@@ -180,19 +204,30 @@ def resolve_initialisation(
             )
 
             chexnet_cfg = weights_cfg.get("chexnet") or {}
-            path = fetch_weights_file(chexnet_cfg, "CheXNet", config_key="weights.chexnet")
+            path = fetch_weights_file(chexnet_cfg, "CheXNet", config_key=f"{config_key}.chexnet")
             backbone = load_chexnet_backbone(path, input_shape, blocks, input_scaling)
             digest = str(chexnet_cfg.get("sha256")).lower()
             return Initialisation(backbone, "chexnet", f"weights from {path} (sha256 {digest})")
         if tuple(blocks) != DENSENET121_BLOCKS:
             raise ValueError(f"ImageNet weights exist only for DenseNet-121, not blocks {blocks}")
-        backbone = build_imagenet_backbone(input_shape, weights_cfg.get("imagenet"), input_scaling)
+        backbone = build_imagenet_backbone(
+            input_shape, weights_cfg.get("imagenet"), input_scaling, f"{config_key}.imagenet"
+        )
         source = (weights_cfg.get("imagenet") or {}).get("path") or "Keras download"
         return Initialisation(backbone, "imagenet", f"weights from {source}")
     except WeightsUnavailableError as error:
         if not allow_fallback:
             raise
-        reason = f"{requested} weights unavailable: {error}"
+        if not error.absent:
+            logger.error(
+                "The fallback to random weights applies only to an absent weights file; the "
+                "%s weights are present but unusable: fix %s.%s or set init: random",
+                requested,
+                config_key,
+                requested,
+            )
+            raise
+        reason = f"{requested} weights unavailable: {error} (file absent: random weights used)"
         logger.warning("Falling back to random initialisation: %s", reason)
         backbone = build_densenet_backbone(input_shape, blocks, input_scaling=input_scaling)
         return Initialisation(backbone, "random", reason)

@@ -14,7 +14,6 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,31 +109,14 @@ def _card_inputs(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _weights_block(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    return (config.get("weights") or {}).get(config.get("init", "chexnet")) or {}
-
-
-def _weights_absent(config: Mapping[str, Any], error: BaseException) -> bool:
-    """True when the requested weights file is simply not there (nor downloadable).
-
-    A download whose body failed its sha256 is a mismatch, not an absent file.
-    """
-    from covid_cxnet_pipeline.download import DownloadError
-
-    cause = error.__cause__
-    if isinstance(cause, DownloadError) and "sha256" in str(cause.reason):
-        return False
-    path = _weights_block(config).get("path")
-    return not path or not Path(path).is_file()
-
-
 def build_for_training(config: Mapping[str, Any], n_classes: int, seed: int) -> Any:
     """Build the classifier; fall back to random weights only when the weights file is absent.
 
     ``allow_init_fallback`` covers a weights file that is missing (no file at
     ``weights.<init>.path`` and no reachable ``url``). A file that is present but fails its
     sha256, has no configured sha256, or does not load always stops the run: training on other
-    weights than the configured ones must never happen silently.
+    weights than the configured ones must never happen silently (see
+    ``models.densenet.resolve_initialisation``).
 
     Args:
         config: output of ``resolve_training_config``.
@@ -149,32 +131,11 @@ def build_for_training(config: Mapping[str, Any], n_classes: int, seed: int) -> 
             ``train.weights.<init>`` key, when a present file cannot be used, or when the file
             is absent and ``allow_init_fallback`` is false.
     """
-    from covid_cxnet_pipeline.download import sha256_file
-    from covid_cxnet_pipeline.models.covid_cxnet import ClassifierBuild, build_classifier
-    from covid_cxnet_pipeline.models.densenet import WeightsUnavailableError
+    from covid_cxnet_pipeline.models.covid_cxnet import build_classifier
 
-    strict = {**config, "n_classes": int(n_classes), "seed": int(seed)}
-    strict["allow_init_fallback"] = False
-    try:
-        return build_classifier(strict)
-    except WeightsUnavailableError as error:
-        init = str(config.get("init"))
-        key = f"train.weights.{init}"
-        if not _weights_absent(config, error):
-            block = _weights_block(config)
-            path = block.get("path")
-            actual = sha256_file(path) if path and Path(path).is_file() else "n/a"
-            raise WeightsUnavailableError(
-                f"{config['name']}: the {init} weights cannot be used ({error}). File "
-                f"{path}: actual sha256 {actual}, configured {key}.sha256 "
-                f"{block.get('sha256') or 'unset'}. train.allow_init_fallback applies only to "
-                f"an absent file: fix {key}.path / {key}.sha256, or set init: random."
-            ) from error
-        if not config.get("allow_init_fallback", False):
-            raise
-        logger.warning("%s: %s weights absent, training from random weights", config["name"], init)
-        build = build_classifier({**strict, "init": "random"})
-        return ClassifierBuild(build.model, init, "random", f"{init} weights absent: {error}")
+    return build_classifier(
+        {**config, "n_classes": int(n_classes), "seed": int(seed)}, weights_key="train.weights"
+    )
 
 
 def _fit_one_seed(
