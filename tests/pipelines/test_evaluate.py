@@ -139,7 +139,7 @@ def model_input_index(tmp_path_factory) -> pd.DataFrame:
 def card_for(model: keras.Model, index: pd.DataFrame) -> dict:
     """CARD with the digests a training run records for ``model`` and ``index``."""
     from covid_cxnet_pipeline.digests import table_digest
-    from covid_cxnet_pipeline.pipelines.preprocess.nodes import weights_digest
+    from covid_cxnet_pipeline.models.digest import weights_digest
 
     return {
         **CARD,

@@ -18,8 +18,6 @@ from matplotlib.figure import Figure
 
 from covid_cxnet_pipeline.digests import table_digest
 from covid_cxnet_pipeline.imaging import build_reference_histogram
-
-# Re-exported: train, evaluate and predict import weights_digest from here.
 from covid_cxnet_pipeline.models.digest import weights_digest
 from covid_cxnet_pipeline.pipelines.preprocess import chain
 from covid_cxnet_pipeline.schema import MODEL_INPUT_COLUMNS
